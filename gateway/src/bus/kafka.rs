@@ -1,0 +1,301 @@
+//! The Kafka bus: one topic keyed by room id, so each room lives on one
+//! partition and keeps one order. Every gateway reads every partition with a
+//! consumer group of its own, starting at now − TTL, so a gateway that just
+//! started already holds every unexpired message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::{Bus, BusError, Delivery, Received};
+use crate::config::KafkaConfig;
+use crate::protocol::ChatMessage;
+
+/// How long the broker may take to accept a message before `send` answers
+/// `unavailable`; librdkafka gives up on the message at the same moment, so
+/// an `unavailable` message is really not sent.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the gateway checks the broker for readiness and new partitions.
+const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `segment.ms` for a topic whose `retention.ms` is `ttl`: short enough
+/// that the active segment rolls and expired messages are really deleted
+/// soon after they expire, long enough not to make a segment per message.
+pub fn segment_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64 / 5).clamp(1_000, 60_000)
+}
+
+/// A producer and a consumer on one topic.
+pub struct KafkaBus {
+    producer: FutureProducer,
+    config: KafkaConfig,
+    group: String,
+    ttl: Duration,
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("config", &self.config)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBus {
+    /// Connects to the brokers and creates the topic if it does not exist
+    /// (on Kubernetes the controller creates it first; by hand, this does).
+    pub async fn connect(config: &KafkaConfig, gateway_id: &str, ttl: Duration) -> Result<Self, BusError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", gateway_id)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .create()
+            .map_err(|e| BusError::Setup(format!("Kafka producer: {e}")))?;
+        ensure_topic(config, ttl).await?;
+        let bus = Self {
+            producer,
+            config: config.clone(),
+            group: format!("whisper-gateway-{gateway_id}"),
+            ttl,
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        bus.watch_readiness();
+        Ok(bus)
+    }
+
+    /// Keeps `ready` up to date with whether the broker answers.
+    fn watch_readiness(&self) {
+        let ready = Arc::downgrade(&self.ready);
+        let producer = self.producer.clone();
+        let topic = self.config.topic.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECK_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(ready) = ready.upgrade() else { return };
+                let producer = producer.clone();
+                let topic = topic.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    producer
+                        .client()
+                        .fetch_metadata(Some(&topic), CHECK_INTERVAL)
+                        .is_ok_and(|m| {
+                            m.topics()
+                                .iter()
+                                .any(|t| t.error().is_none() && !t.partitions().is_empty())
+                        })
+                })
+                .await
+                .unwrap_or(false);
+                if ready.swap(ok, Ordering::Relaxed) != ok {
+                    tracing::warn!(ready = ok, "Kafka readiness changed");
+                }
+            }
+        });
+    }
+
+    fn consumer(&self) -> Result<StreamConsumer, BusError> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.config.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "20")
+            .create()
+            .map_err(|e| BusError::Setup(format!("Kafka consumer: {e}")))
+    }
+}
+
+impl Bus for KafkaBus {
+    fn publish(&self, message: &ChatMessage) -> Delivery {
+        let payload = serde_json::to_vec(message).expect("messages always serialize");
+        let record = FutureRecord::to(&self.config.topic)
+            .key(message.room.as_bytes())
+            .payload(&payload)
+            .timestamp(message.ts);
+        match self.producer.send_result(record) {
+            Ok(delivery) => Box::pin(async move {
+                match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(BusError::Unavailable(e.to_string())),
+                    Err(_) => Err(BusError::Unavailable("producer went away".into())),
+                }
+            }),
+            Err((e, _)) => Box::pin(async move { Err(BusError::Unavailable(e.to_string())) }),
+        }
+    }
+
+    fn subscribe(&self) -> BoxStream<'static, Result<Received, BusError>> {
+        let (tx, rx) = mpsc::channel(1024);
+        match self.consumer() {
+            Ok(consumer) => {
+                let topic = self.config.topic.clone();
+                let start = crate::clock::now_ms() - self.ttl.as_millis() as i64;
+                tokio::spawn(consume(Arc::new(consumer), topic, start, tx));
+            }
+            Err(e) => {
+                let _ = tx.try_send(Err(e));
+            }
+        }
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn flush(&self, timeout: Duration) -> BoxFuture<'static, ()> {
+        let producer = self.producer.clone();
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        })
+    }
+}
+
+/// Assigns every partition from `start_ms` on and forwards records until the
+/// receiver goes away, assigning partitions added later from their start.
+async fn consume(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    start_ms: i64,
+    tx: mpsc::Sender<Result<Received, BusError>>,
+) {
+    let mut assigned = 0;
+    let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match assign_new_partitions(&consumer, &topic, assigned, start_ms).await {
+                    Ok(count) => assigned = count,
+                    Err(e) => tracing::warn!(error = %e, "cannot assign Kafka partitions yet"),
+                }
+            }
+            record = consumer.recv(), if assigned > 0 => {
+                let item = match record {
+                    Ok(record) => decode(record.payload(), record.timestamp().to_millis()),
+                    Err(e) => Err(BusError::Unavailable(e.to_string())),
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Assigns partitions `assigned..` of the topic; the first ones from the
+/// offsets at `start_ms`, later ones (the topic grew) from their beginning.
+/// Returns how many partitions are now assigned.
+async fn assign_new_partitions(
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+    assigned: usize,
+    start_ms: i64,
+) -> Result<usize, KafkaError> {
+    let consumer = consumer.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+        let partitions = match metadata.topics().first() {
+            Some(t) if t.error().is_none() => t.partitions().len(),
+            _ => 0,
+        };
+        if partitions <= assigned {
+            return Ok(assigned);
+        }
+        let mut list = TopicPartitionList::new();
+        for p in assigned..partitions {
+            let offset = if assigned == 0 {
+                Offset::Offset(start_ms)
+            } else {
+                Offset::Beginning
+            };
+            list.add_partition_offset(&topic, p as i32, offset)?;
+        }
+        if assigned == 0 {
+            list = consumer.offsets_for_times(list, METADATA_TIMEOUT)?;
+        }
+        consumer.incremental_assign(&list)?;
+        tracing::info!(topic, from = assigned, to = partitions, "assigned Kafka partitions");
+        Ok(partitions)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
+fn decode(payload: Option<&[u8]>, broker_ts: Option<i64>) -> Result<Received, BusError> {
+    let payload = payload.ok_or_else(|| BusError::BadRecord("record without payload".into()))?;
+    let message: ChatMessage = serde_json::from_slice(payload).map_err(|e| BusError::BadRecord(e.to_string()))?;
+    Ok(Received {
+        bus_ts: broker_ts.unwrap_or(message.ts),
+        message,
+    })
+}
+
+/// Creates the topic with the retention of the message TTL, unless it exists.
+async fn ensure_topic(config: &KafkaConfig, ttl: Duration) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .map_err(|e| BusError::Setup(format!("Kafka admin client: {e}")))?;
+    let retention = ttl.as_millis().to_string();
+    let segment = segment_ms(ttl).to_string();
+    // -1: the broker's default partition count and replication factor.
+    let topic = NewTopic::new(&config.topic, -1, TopicReplication::Fixed(-1))
+        .set("retention.ms", &retention)
+        .set("cleanup.policy", "delete")
+        .set("segment.ms", &segment);
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|e| BusError::Setup(format!("cannot reach Kafka at {}: {e}", config.brokers)))?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => {
+            tracing::info!(topic = config.topic, retention_ms = retention, "created Kafka topic");
+            Ok(())
+        }
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(()),
+        Some(Err((_, code))) => Err(BusError::Setup(format!("cannot create topic {}: {code}", config.topic))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_roll_well_within_the_ttl() {
+        assert_eq!(segment_ms(Duration::from_secs(3)), 1_000);
+        assert_eq!(segment_ms(Duration::from_secs(120)), 24_000);
+        assert_eq!(segment_ms(Duration::from_secs(300)), 60_000);
+        assert_eq!(segment_ms(Duration::from_secs(86_400)), 60_000);
+    }
+
+    #[test]
+    fn decodes_records_and_rejects_garbage() {
+        let msg = r#"{"room":"r","id":"1","user":{"id":"u","name":"n"},"text":"t","ts":5,"expires_at":9}"#;
+        let got = decode(Some(msg.as_bytes()), Some(7)).unwrap();
+        assert_eq!((got.message.ts, got.bus_ts), (5, 7));
+        assert!(matches!(decode(Some(b"{}"), None), Err(BusError::BadRecord(_))));
+        assert!(matches!(decode(None, None), Err(BusError::BadRecord(_))));
+    }
+}

@@ -1,0 +1,392 @@
+//! Settings: flags, `WHISPER_*` environment variables and a YAML file, merged
+//! (flag beats env beats file beats default) and checked before anything
+//! starts. A bad setting is a [`ConfigError`] naming the setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::protocol::Limits;
+
+/// Declares the raw settings once: each becomes a flag, an environment
+/// variable and a YAML key of the same name.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $field:ident = $env:literal, )*) => {
+        /// Raw settings as given, before defaults and checks.
+        #[derive(Debug, Default, Parser)]
+        #[command(name = "whisper-gateway", version, about = "WhisperRooms WebSocket gateway")]
+        pub struct Settings {
+            /// YAML file of settings, keyed by the flag names with `_` (e.g. `message_ttl: 2m`).
+            #[arg(long, env = "WHISPER_CONFIG")]
+            pub config: Option<PathBuf>,
+            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $field: Option<String>, )*
+        }
+
+        impl Settings {
+            /// Fills every setting not given by flag or env from the file's
+            /// keys, and returns the keys nobody knows.
+            fn fill_from(&mut self, mut file: BTreeMap<String, String>) -> Vec<String> {
+                $( if self.$field.is_none() { self.$field = file.remove(stringify!($field)); } else { file.remove(stringify!($field)); } )*
+                file.into_keys().collect()
+            }
+        }
+    };
+}
+
+settings! {
+    /// HTTP and WebSocket address [default: 0.0.0.0:8080]
+    listen = "WHISPER_LISTEN",
+    /// Kafka bootstrap servers; unset = embedded in-memory bus (one process only)
+    kafka_brokers = "WHISPER_KAFKA_BROKERS",
+    /// The one Kafka topic, keyed by room id [default: chat-messages]
+    kafka_topic = "WHISPER_KAFKA_TOPIC",
+    /// Redis URL of the presence store; unset = in-memory presence (one process only)
+    redis_url = "WHISPER_REDIS_URL",
+    /// Message lifetime, 1s to 24h (e.g. 90s, 5m) [default: 5m]
+    message_ttl = "WHISPER_MESSAGE_TTL",
+    /// Names this gateway in presence, metrics and its Kafka consumer group [default: host name + random suffix]
+    gateway_id = "WHISPER_GATEWAY_ID",
+    /// HS256 secret; when set, `hello` must carry a valid token
+    jwt_secret = "WHISPER_JWT_SECRET",
+    /// Longest message text in bytes [default: 2000]
+    max_text_bytes = "WHISPER_MAX_TEXT_BYTES",
+    /// Messages per second per connection [default: 5]
+    rate = "WHISPER_RATE",
+    /// Burst of messages per connection above the rate [default: 10]
+    burst = "WHISPER_BURST",
+    /// Rooms one connection may be in at once [default: 32]
+    max_rooms = "WHISPER_MAX_ROOMS",
+    /// Comma list of allowed Origins for the WebSocket upgrade [default: any]
+    allowed_origins = "WHISPER_ALLOWED_ORIGINS",
+    /// Tracing filter [default: info]
+    log = "WHISPER_LOG",
+    /// Open WebSocket connections this gateway accepts [default: 10000]
+    max_connections = "WHISPER_MAX_CONNECTIONS",
+    /// Largest accepted frame in bytes [default: 16384]
+    max_frame_bytes = "WHISPER_MAX_FRAME_BYTES",
+    /// Frames queued for one socket before it is closed as too slow (4009) [default: 256]
+    send_queue = "WHISPER_SEND_QUEUE",
+    /// Memory bound of the message history, e.g. 64MiB [default: 64MiB]
+    history_max_bytes = "WHISPER_HISTORY_MAX_BYTES",
+    /// Members of a gateway that stopped heartbeating are gone after this [default: 30s]
+    presence_timeout = "WHISPER_PRESENCE_TIMEOUT",
+    /// Time allowed to drain on SIGTERM [default: 10s]
+    shutdown_grace = "WHISPER_SHUTDOWN_GRACE",
+}
+
+/// A setting that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable naming the setting.
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+/// Where the bus is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+}
+
+/// The checked configuration of one gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `None`: the embedded in-memory bus.
+    pub kafka: Option<KafkaConfig>,
+    /// `None`: in-memory presence.
+    pub redis_url: Option<String>,
+    pub ttl: Duration,
+    pub gateway_id: String,
+    pub jwt_secret: Option<String>,
+    pub limits: Limits,
+    /// `None`: any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    pub log: String,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub send_queue: usize,
+    pub history_max_bytes: usize,
+    pub presence_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Reads flags and environment, then the YAML file they name, and checks
+    /// the result.
+    pub fn load(mut settings: Settings) -> Result<Self, ConfigError> {
+        if let Some(path) = settings.config.clone() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad("WHISPER_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+            let unknown = settings.fill_from(parse_yaml(&text)?);
+            if let Some(key) = unknown.first() {
+                return Err(bad("WHISPER_CONFIG", format!("unknown setting `{key}`")));
+            }
+        }
+        Self::from_settings(settings)
+    }
+
+    /// Applies defaults and checks every setting.
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let listen = s.listen.as_deref().unwrap_or("0.0.0.0:8080");
+        let listen = listen.parse().map_err(|_| {
+            bad(
+                "WHISPER_LISTEN",
+                format!("`{listen}` is not an address like 0.0.0.0:8080"),
+            )
+        })?;
+        let topic = s.kafka_topic.unwrap_or_else(|| "chat-messages".into());
+        if !valid_topic(&topic) {
+            return Err(bad(
+                "WHISPER_KAFKA_TOPIC",
+                format!("`{topic}` is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
+            ));
+        }
+        let kafka = match s.kafka_brokers.map(|b| b.trim().to_owned()) {
+            None => None,
+            Some(b) if b.is_empty() => {
+                return Err(bad("WHISPER_KAFKA_BROKERS", "is empty; unset it for the embedded bus"));
+            }
+            Some(brokers) => Some(KafkaConfig { brokers, topic }),
+        };
+        let redis_url = match s.redis_url {
+            Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+                return Err(bad(
+                    "WHISPER_REDIS_URL",
+                    format!("`{url}` must start with redis:// or rediss://"),
+                ));
+            }
+            url => url,
+        };
+        let ttl = duration("WHISPER_MESSAGE_TTL", s.message_ttl, "5m")?;
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(24 * 3600) {
+            return Err(bad("WHISPER_MESSAGE_TTL", "must be between 1s and 24h"));
+        }
+        let gateway_id = match s.gateway_id {
+            Some(id) if valid_gateway_id(&id) => id,
+            Some(id) => {
+                return Err(bad(
+                    "WHISPER_GATEWAY_ID",
+                    format!("`{id}` must be 1-100 of a-z A-Z 0-9 . _ -"),
+                ));
+            }
+            None => default_gateway_id(),
+        };
+        let jwt_secret = match s.jwt_secret {
+            Some(secret) if secret.is_empty() => return Err(bad("WHISPER_JWT_SECRET", "is empty")),
+            secret => secret,
+        };
+        let limits = Limits {
+            max_text_bytes: number("WHISPER_MAX_TEXT_BYTES", s.max_text_bytes, 2000, 1..=1_000_000)?,
+            messages_per_second: number("WHISPER_RATE", s.rate, 5, 1..=10_000)?,
+            burst: number("WHISPER_BURST", s.burst, 10, 1..=100_000)?,
+            max_rooms: number("WHISPER_MAX_ROOMS", s.max_rooms, 32, 1..=10_000)?,
+        };
+        let allowed_origins = s.allowed_origins.map(|list| {
+            list.split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect()
+        });
+        let max_frame_bytes = number("WHISPER_MAX_FRAME_BYTES", s.max_frame_bytes, 16 * 1024, 1024..=16 << 20)?;
+        if max_frame_bytes < limits.max_text_bytes {
+            return Err(bad(
+                "WHISPER_MAX_FRAME_BYTES",
+                "must be at least WHISPER_MAX_TEXT_BYTES",
+            ));
+        }
+        Ok(Self {
+            listen,
+            kafka,
+            redis_url,
+            ttl,
+            gateway_id,
+            jwt_secret,
+            limits,
+            allowed_origins,
+            log: s.log.unwrap_or_else(|| "info".into()),
+            max_connections: number("WHISPER_MAX_CONNECTIONS", s.max_connections, 10_000, 1..=1_000_000)?,
+            max_frame_bytes,
+            send_queue: number("WHISPER_SEND_QUEUE", s.send_queue, 256, 1..=1_000_000)?,
+            history_max_bytes: bytes("WHISPER_HISTORY_MAX_BYTES", s.history_max_bytes, 64 << 20)?,
+            presence_timeout: duration("WHISPER_PRESENCE_TIMEOUT", s.presence_timeout, "30s")?,
+            shutdown_grace: duration("WHISPER_SHUTDOWN_GRACE", s.shutdown_grace, "10s")?,
+        })
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let map: BTreeMap<String, serde_yaml::Value> =
+        serde_yaml::from_str(text).map_err(|e| bad("WHISPER_CONFIG", format!("not a YAML map of settings: {e}")))?;
+    map.into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                _ => return Err(bad("WHISPER_CONFIG", format!("`{key}` must be a string or a number"))),
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn number<T>(
+    setting: &'static str,
+    raw: Option<String>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(bad(
+            setting,
+            format!(
+                "`{raw}` must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+fn duration(setting: &'static str, raw: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let raw = raw.unwrap_or_else(|| default.to_owned());
+    humantime::parse_duration(raw.trim()).map_err(|_| bad(setting, format!("`{raw}` is not a duration like 90s or 5m")))
+}
+
+fn bytes(setting: &'static str, raw: Option<String>, default: usize) -> Result<usize, ConfigError> {
+    let Some(raw) = raw else { return Ok(default) };
+    let text = raw.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => 0,
+    };
+    match digits.parse::<usize>() {
+        Ok(n) if scale > 0 && n > 0 => Ok(n.saturating_mul(scale)),
+        _ => Err(bad(setting, format!("`{raw}` is not a size like 64MiB"))),
+    }
+}
+
+fn valid_topic(topic: &str) -> bool {
+    (1..=249).contains(&topic.len())
+        && topic != "."
+        && topic != ".."
+        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn valid_gateway_id(id: &str) -> bool {
+    (1..=100).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn default_gateway_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| valid_gateway_id(h) && h.len() <= 80)
+        .unwrap_or_else(|| "gw".into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["whisper-gateway"];
+        argv.extend_from_slice(args);
+        Config::from_settings(Settings::try_parse_from(argv).expect("flags parse"))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.kafka, None);
+        assert_eq!(c.ttl, Duration::from_secs(300));
+        assert_eq!(c.limits.max_text_bytes, 2000);
+        assert_eq!(
+            (c.limits.messages_per_second, c.limits.burst, c.limits.max_rooms),
+            (5, 10, 32)
+        );
+        assert_eq!(c.max_frame_bytes, 16384);
+        assert!(c.gateway_id.len() > 7);
+    }
+
+    #[test]
+    fn every_bad_setting_is_named() {
+        for (flag, value, setting) in [
+            ("--listen", "nowhere", "WHISPER_LISTEN"),
+            ("--message-ttl", "0s", "WHISPER_MESSAGE_TTL"),
+            ("--message-ttl", "soon", "WHISPER_MESSAGE_TTL"),
+            ("--message-ttl", "25h", "WHISPER_MESSAGE_TTL"),
+            ("--rate", "0", "WHISPER_RATE"),
+            ("--burst", "lots", "WHISPER_BURST"),
+            ("--kafka-topic", "bad topic", "WHISPER_KAFKA_TOPIC"),
+            ("--redis-url", "http://x", "WHISPER_REDIS_URL"),
+            ("--gateway-id", "a/b", "WHISPER_GATEWAY_ID"),
+            ("--history-max-bytes", "lots", "WHISPER_HISTORY_MAX_BYTES"),
+            ("--max-frame-bytes", "1024", "WHISPER_MAX_FRAME_BYTES"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err();
+            assert_eq!(err.setting, setting, "{flag} {value}: {err}");
+        }
+    }
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let dir = std::env::temp_dir().join(format!("whisper-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.yaml");
+        std::fs::write(&path, "message_ttl: 2m\nrate: 7\nlisten: 127.0.0.1:9000\n").unwrap();
+        let settings = Settings::try_parse_from([
+            "whisper-gateway",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        let c = Config::load(settings).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.ttl, Duration::from_secs(120));
+        assert_eq!(c.limits.messages_per_second, 7);
+
+        std::fs::write(&path, "mesage_ttl: 2m\n").unwrap();
+        let settings = Settings::try_parse_from(["whisper-gateway", "--config", path.to_str().unwrap()]).unwrap();
+        let err = Config::load(settings).unwrap_err();
+        assert_eq!(err.setting, "WHISPER_CONFIG");
+        assert!(err.problem.contains("mesage_ttl"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(bytes("X", Some("64MiB".into()), 0), Ok(64 << 20));
+        assert_eq!(bytes("X", Some("1000".into()), 0), Ok(1000));
+        assert!(bytes("X", Some("1TB".into()), 0).is_err());
+        assert!(bytes("X", Some("0".into()), 0).is_err());
+    }
+}

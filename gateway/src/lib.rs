@@ -1,0 +1,30 @@
+//! The WhisperRooms gateway: accepts WebSockets, publishes what clients send
+//! to the message bus, reads every room's messages back from it, keeps the
+//! unexpired ones for history and fans them out to local sockets.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from flags, `WHISPER_*` env and a YAML file.
+//! - [`protocol`]: the frames of protocol v1, their parsing and validation.
+//! - [`server`]: wiring, HTTP routes, background tasks, shutdown.
+//! - [`session`]: one WebSocket connection.
+//! - [`rooms`]: local fan-out to the sockets in each room, over [`history`].
+//! - [`history`]: the expiring per-room message store.
+//! - [`bus`]: where messages travel: in memory or Kafka.
+//! - [`presence`]: who is in which room across gateways.
+//! - [`auth`], [`ratelimit`]: per-connection checks.
+//! - [`metrics`], [`web`], [`clock`]: Prometheus, the bundled UI, time.
+
+pub mod auth;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod history;
+pub mod metrics;
+pub mod presence;
+pub mod protocol;
+pub mod ratelimit;
+pub mod rooms;
+pub mod server;
+pub mod session;
+pub mod web;

@@ -1,0 +1,81 @@
+//! `whisper-gateway`: parse settings, set up logs, serve until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use whisper_gateway::config::{Config, Settings};
+use whisper_gateway::server;
+
+/// The exit status for a bad setting (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::try_parse() {
+        Ok(settings) => settings,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let config = match Config::load(settings) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("whisper-gateway: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let filter = match EnvFilter::try_new(&config.log) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("whisper-gateway: WHISPER_LOG: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let state = server::connect(config).await?;
+    server::run(state, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

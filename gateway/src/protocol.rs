@@ -1,0 +1,413 @@
+//! The wire protocol, version 1: client and server frames, their validation,
+//! error and close codes. This module is the only place that knows the JSON
+//! shape of a frame.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest accepted name, in Unicode scalar values, after trimming.
+pub const MAX_NAME_CHARS: usize = 32;
+/// Longest accepted room id, in bytes (the pattern is ASCII only).
+pub const MAX_ROOM_BYTES: usize = 64;
+/// Longest accepted client `ref`, in bytes; longer ones are a `bad_request`.
+pub const MAX_REF_BYTES: usize = 64;
+
+/// WebSocket close codes of the protocol.
+pub mod close {
+    /// The gateway is shutting down; reconnect elsewhere.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame was larger than the frame limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Protocol violation: no hello in time, repeated bad frames.
+    pub const PROTOCOL: u16 = 4000;
+    /// Missing, invalid or expired token.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// Abuse beyond rate limiting.
+    pub const POLICY: u16 = 4008;
+    /// The client did not read and its outbound queue overflowed.
+    pub const TOO_SLOW: u16 = 4009;
+}
+
+/// A user as the protocol shows it: in `welcome`, messages and member lists.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+}
+
+/// One chat message: what travels on the bus, what history holds and what a
+/// `message` frame carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub room: String,
+    pub id: String,
+    pub user: Member,
+    pub text: String,
+    /// Unix milliseconds when the gateway accepted the message.
+    pub ts: i64,
+    /// Unix milliseconds after which nobody may see the message.
+    pub expires_at: i64,
+}
+
+/// The limits announced in `welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub max_text_bytes: usize,
+    pub messages_per_second: u32,
+    pub burst: u32,
+    pub max_rooms: usize,
+}
+
+/// Every error code of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidRoom,
+    InvalidName,
+    TooLarge,
+    Empty,
+    NotJoined,
+    TooManyRooms,
+    RateLimited,
+    Unavailable,
+    Unauthorized,
+}
+
+/// A frame the client sends, after validation of its shape (not of its
+/// values: room ids, names and texts are checked by the session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    Hello {
+        name: Option<String>,
+        token: Option<String>,
+    },
+    Join {
+        room: String,
+        since: Option<String>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        text: String,
+        reference: Option<String>,
+    },
+    Ping {
+        reference: Option<String>,
+    },
+}
+
+/// Why a text frame could not be read as a client frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFrame {
+    pub message: String,
+    /// The frame's `ref`, when it had a usable one, to echo in the error.
+    pub reference: Option<String>,
+}
+
+impl ClientFrame {
+    /// Parses one text frame. Every failure is a `bad_request`.
+    pub fn parse(text: &str) -> Result<Self, BadFrame> {
+        let value: Value = serde_json::from_str(text).map_err(|e| BadFrame {
+            message: format!("frame is not valid JSON: {e}"),
+            reference: None,
+        })?;
+        let Value::Object(object) = value else {
+            return Err(BadFrame {
+                message: "frame must be a JSON object".into(),
+                reference: None,
+            });
+        };
+        let reference = match object.get("ref") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(r)) if r.len() <= MAX_REF_BYTES => Some(r.clone()),
+            Some(_) => {
+                return Err(BadFrame {
+                    message: format!("`ref` must be a string of at most {MAX_REF_BYTES} bytes"),
+                    reference: None,
+                });
+            }
+        };
+        let bad = |message: String| BadFrame {
+            message,
+            reference: reference.clone(),
+        };
+        let string = |field: &str| -> Result<Option<String>, BadFrame> {
+            match object.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(bad(format!("`{field}` must be a string"))),
+            }
+        };
+        let required = |field: &str| -> Result<String, BadFrame> {
+            string(field)?.ok_or_else(|| bad(format!("missing field `{field}`")))
+        };
+        let kind = match object.get("type") {
+            Some(Value::String(kind)) => kind.as_str(),
+            _ => return Err(bad("missing string field `type`".into())),
+        };
+        match kind {
+            "hello" => Ok(Self::Hello {
+                name: string("name")?,
+                token: string("token")?,
+            }),
+            "join" => Ok(Self::Join {
+                room: required("room")?,
+                since: string("since")?,
+            }),
+            "leave" => Ok(Self::Leave {
+                room: required("room")?,
+            }),
+            "send" => Ok(Self::Send {
+                room: required("room")?,
+                text: required("text")?,
+                reference,
+            }),
+            "ping" => Ok(Self::Ping { reference }),
+            other => Err(bad(format!("unknown frame type `{other}`"))),
+        }
+    }
+}
+
+/// A frame the gateway sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Welcome {
+        session: &'a str,
+        user: &'a Member,
+        gateway: &'a str,
+        ttl_ms: u64,
+        limits: Limits,
+    },
+    Joined {
+        room: &'a str,
+        history: Vec<MessageFrame<'a>>,
+        members: &'a [Member],
+    },
+    Left {
+        room: &'a str,
+    },
+    Message(&'a ChatMessage),
+    Ack {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+        room: &'a str,
+        id: &'a str,
+    },
+    Presence {
+        room: &'a str,
+        joined: &'a [Member],
+        left: &'a [Member],
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    Pong {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+}
+
+/// A history entry: exactly a `message` frame, `type` included, so clients
+/// handle history and live messages with one code path.
+#[derive(Debug)]
+pub struct MessageFrame<'a>(pub &'a ChatMessage);
+
+impl Serialize for MessageFrame<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ServerFrame::Message(self.0).serialize(serializer)
+    }
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with
+        // non-string keys, no custom serializers.
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+}
+
+/// Checks a room id against `^[a-z0-9][a-z0-9_-]{0,63}$`.
+pub fn valid_room(room: &str) -> bool {
+    let bytes = room.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_ROOM_BYTES
+        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// Trims a display name and checks it: 1–32 Unicode scalar values, no
+/// control characters. Returns the trimmed name.
+pub fn clean_name(name: &str) -> Result<String, &'static str> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 {
+        Err("name must not be empty")
+    } else if chars > MAX_NAME_CHARS {
+        Err("name must be at most 32 characters")
+    } else if name.chars().any(char::is_control) {
+        Err("name must not contain control characters")
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_every_client_frame() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"hello","name":"alice"}"#),
+            Ok(ClientFrame::Hello {
+                name: Some("alice".into()),
+                token: None
+            })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"join","room":"lobby","since":"m1"}"#),
+            Ok(ClientFrame::Join {
+                room: "lobby".into(),
+                since: Some("m1".into())
+            })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"leave","room":"lobby"}"#),
+            Ok(ClientFrame::Leave { room: "lobby".into() })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"send","room":"lobby","text":"hi","ref":"c-1"}"#),
+            Ok(ClientFrame::Send {
+                room: "lobby".into(),
+                text: "hi".into(),
+                reference: Some("c-1".into())
+            })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping { reference: None })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_frames_with_their_ref() {
+        let err = ClientFrame::parse(r#"{"type":"send","room":"lobby","ref":"c-9"}"#).unwrap_err();
+        assert_eq!(err.reference.as_deref(), Some("c-9"));
+        assert!(err.message.contains("text"), "{}", err.message);
+        for bad in [
+            "",
+            "nope",
+            "[]",
+            "42",
+            r#"{"room":"x"}"#,
+            r#"{"type":7}"#,
+            r#"{"type":"fly"}"#,
+            r#"{"type":"join","room":5}"#,
+            r#"{"type":"ping","ref":1}"#,
+        ] {
+            assert!(ClientFrame::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn room_pattern() {
+        for ok in ["lobby", "a", "0", "a-b_c", &"a".repeat(64)] {
+            assert!(valid_room(ok), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "Lobby", "a b", "é", "a.b", &"a".repeat(65)] {
+            assert!(!valid_room(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn name_rules() {
+        assert_eq!(clean_name("  alice "), Ok("alice".into()));
+        assert_eq!(clean_name(&"é".repeat(32)), Ok("é".repeat(32)));
+        assert!(clean_name(&"é".repeat(33)).is_err());
+        assert!(clean_name("   ").is_err());
+        assert!(clean_name("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn server_frames_match_the_spec() {
+        let user = Member {
+            id: "u1".into(),
+            name: "alice".into(),
+        };
+        let msg = ChatMessage {
+            room: "lobby".into(),
+            id: "m1".into(),
+            user: user.clone(),
+            text: "hi".into(),
+            ts: 1,
+            expires_at: 2,
+        };
+        let v: Value = serde_json::from_str(&ServerFrame::Message(&msg).to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"message","room":"lobby","id":"m1",
+                "user":{"id":"u1","name":"alice"},"text":"hi","ts":1,"expires_at":2})
+        );
+        let joined = ServerFrame::Joined {
+            room: "lobby",
+            history: vec![MessageFrame(&msg)],
+            members: std::slice::from_ref(&user),
+        };
+        let v: Value = serde_json::from_str(&joined.to_json()).unwrap();
+        assert_eq!(v["history"][0]["type"], "message");
+        assert_eq!(v["members"][0]["name"], "alice");
+        let err = ServerFrame::Error {
+            code: ErrorCode::TooManyRooms,
+            message: "m",
+            reference: None,
+        };
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"too_many_rooms","message":"m"}"#
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in ".*") {
+            let _ = ClientFrame::parse(&s);
+        }
+
+        #[test]
+        fn parse_handles_arbitrary_json_objects(
+            kind in prop::sample::select(vec!["hello", "join", "leave", "send", "ping", "x"]),
+            room in prop::option::of(".*"),
+            text in prop::option::of(".*"),
+            reference in prop::option::of(".{0,80}"),
+        ) {
+            let frame = serde_json::json!({"type": kind, "room": room, "text": text, "ref": reference});
+            match ClientFrame::parse(&frame.to_string()) {
+                Ok(ClientFrame::Send { room: r, text: t, .. }) => {
+                    prop_assert_eq!(Some(r), room);
+                    prop_assert_eq!(Some(t), text);
+                }
+                Ok(_) => prop_assert!(kind != "x"),
+                Err(e) => prop_assert!(!e.message.is_empty()),
+            }
+        }
+
+        #[test]
+        fn room_validation_matches_the_regex_definition(s in "[a-z0-9_.A-Z-]{0,70}") {
+            let expected = !s.is_empty() && s.len() <= 64
+                && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            prop_assert_eq!(valid_room(&s), expected);
+        }
+    }
+}

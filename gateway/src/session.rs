@@ -1,0 +1,395 @@
+//! One WebSocket connection: a reader that handles the client's frames and a
+//! writer task that drains the connection's bounded outbox. Whichever side
+//! ends first ends the session; then the connection leaves its rooms.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::stream::{FuturesUnordered, SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::auth;
+use crate::bus::BusError;
+use crate::clock::now_ms;
+use crate::protocol::{ChatMessage, ClientFrame, ErrorCode, Member, ServerFrame, clean_name, close, valid_room};
+use crate::ratelimit::TokenBucket;
+use crate::rooms::{Outbox, Outgoing};
+use crate::server::AppState;
+
+/// Time a client has to say `hello` after the upgrade.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bad frames in a row after which the connection is closed (4000).
+pub const MAX_BAD_FRAMES: u32 = 10;
+/// Time the writer gets to flush and send the close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves one upgraded WebSocket until either side ends it.
+pub async fn serve(state: AppState, socket: WebSocket) {
+    let conn: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+    let span = tracing::info_span!("session", conn = %conn, user = tracing::field::Empty);
+    async move {
+        let (sink, stream) = socket.split();
+        let (frames_tx, frames_rx) = mpsc::channel(state.config.send_queue);
+        let too_slow = CancellationToken::new();
+        let (close_tx, close_rx) = oneshot::channel();
+        let mut writer = tokio::spawn(write(sink, frames_rx, close_rx, state.clone()));
+        state.metrics.connections.inc();
+        let mut session = Session {
+            outbox: Outbox::new(conn, frames_tx, too_slow.clone()),
+            bucket: TokenBucket::new(
+                state.config.limits.messages_per_second,
+                state.config.limits.burst,
+                Instant::now(),
+            ),
+            state,
+            user: None,
+            rooms: HashSet::new(),
+            bad_in_a_row: 0,
+        };
+        let reason = session.read(stream, too_slow).await;
+        session.leave_all().await;
+        session.state.metrics.connections.dec();
+        if let Some((code, why)) = reason {
+            tracing::debug!(code, why, "closing");
+            let _ = close_tx.send(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(why),
+            });
+        }
+        drop(session);
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        tracing::debug!("session ended");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Sends queued frames, then the close frame when the session asks for it.
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut frames: mpsc::Receiver<Outgoing>,
+    mut close: oneshot::Receiver<CloseFrame>,
+    state: AppState,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            reason = &mut close => {
+                if let Ok(frame) = reason {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                }
+                return;
+            }
+            frame = frames.recv() => match frame {
+                Some(Outgoing { frame, bus_ts }) => {
+                    if sink.send(Message::Text(frame)).await.is_err() {
+                        return;
+                    }
+                    if let Some(bus_ts) = bus_ts {
+                        state.metrics.messages_delivered.inc();
+                        state.metrics.fanout_latency.observe((now_ms() - bus_ts).max(0) as f64 / 1000.0);
+                    }
+                }
+                None => {
+                    if let Ok(frame) = close.await {
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A `send` on its way to the bus: the client's ref, the room, the message
+/// id, and whether the bus took it.
+type Pending = (Option<String>, String, String, Result<(), BusError>);
+
+struct Session {
+    state: AppState,
+    outbox: Outbox,
+    user: Option<Member>,
+    rooms: HashSet<String>,
+    bucket: TokenBucket,
+    bad_in_a_row: u32,
+}
+
+impl Session {
+    /// Handles frames until the connection ends; returns the close code and
+    /// reason to send, if the gateway is the one closing.
+    async fn read(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        too_slow: CancellationToken,
+    ) -> Option<(u16, &'static str)> {
+        let shutdown = self.state.shutdown.clone();
+        let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
+        tokio::pin!(hello_deadline);
+        let mut pending = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Some((close::GOING_AWAY, "gateway shutting down")),
+                () = too_slow.cancelled() => {
+                    self.state.metrics.slow_consumers.inc();
+                    return Some((close::TOO_SLOW, "too slow: outbound queue overflowed"));
+                }
+                () = &mut hello_deadline, if self.user.is_none() => {
+                    return Some((close::PROTOCOL, "no hello within 10 seconds"));
+                }
+                Some((reference, room, id, result)) = pending.next() => self.delivered(reference, room, id, result),
+                frame = stream.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(_))) => {
+                            if self.bad_frame("binary frames are not part of the protocol", None) {
+                                return Some((close::PROTOCOL, "too many bad frames"));
+                            }
+                            continue;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_))) | None => return None,
+                        Some(Err(e)) => return read_error(&e),
+                    };
+                    if text.len() > self.state.config.max_frame_bytes {
+                        return Some((close::TOO_BIG, "frame too large"));
+                    }
+                    match ClientFrame::parse(text.as_str()) {
+                        Ok(frame) => {
+                            self.bad_in_a_row = 0;
+                            match self.handle(frame).await {
+                                Ok(Some(delivery)) => pending.push(delivery),
+                                Ok(None) => {}
+                                Err(reason) => return Some(reason),
+                            }
+                        }
+                        Err(bad) => {
+                            if self.bad_frame(&bad.message, bad.reference.as_deref()) {
+                                return Some((close::PROTOCOL, "too many bad frames"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a bad frame; returns whether the connection must close.
+    fn bad_frame(&mut self, message: &str, reference: Option<&str>) -> bool {
+        self.bad_in_a_row += 1;
+        self.error(ErrorCode::BadRequest, message, reference);
+        self.bad_in_a_row > MAX_BAD_FRAMES
+    }
+
+    fn push(&self, frame: ServerFrame<'_>) {
+        self.outbox.push(frame.to_json().into());
+    }
+
+    fn error(&self, code: ErrorCode, message: &str, reference: Option<&str>) {
+        self.push(ServerFrame::Error {
+            code,
+            message,
+            reference,
+        });
+    }
+
+    /// Handles one well-formed frame. A `send` that passed every check comes
+    /// back as the future of its delivery.
+    async fn handle(
+        &mut self,
+        frame: ClientFrame,
+    ) -> Result<Option<futures::future::BoxFuture<'static, Pending>>, (u16, &'static str)> {
+        let Some(user) = self.user.clone() else {
+            return match frame {
+                ClientFrame::Hello { name, token } => self.hello(name, token).map(|()| None),
+                _ => {
+                    self.error(ErrorCode::BadRequest, "say hello first", frame_ref(&frame));
+                    Ok(None)
+                }
+            };
+        };
+        match frame {
+            ClientFrame::Hello { .. } => self.error(ErrorCode::BadRequest, "hello was already said", None),
+            ClientFrame::Ping { reference } => self.push(ServerFrame::Pong {
+                reference: reference.as_deref(),
+            }),
+            ClientFrame::Join { room, since } => self.join(&user, room, since).await,
+            ClientFrame::Leave { room } => self.leave(&user, room).await,
+            ClientFrame::Send { room, text, reference } => return Ok(self.send(user, room, text, reference)),
+        }
+        Ok(None)
+    }
+
+    fn hello(&mut self, name: Option<String>, token: Option<String>) -> Result<(), (u16, &'static str)> {
+        let (id, claimed_name) = match &self.state.config.jwt_secret {
+            Some(secret) => match auth::verify(secret, token.as_deref()) {
+                Ok(claims) => (claims.sub, claims.name),
+                Err(why) => {
+                    self.error(ErrorCode::Unauthorized, &why.to_string(), None);
+                    return Err((close::UNAUTHORIZED, "unauthorized"));
+                }
+            },
+            None => (uuid::Uuid::new_v4().simple().to_string(), None),
+        };
+        let name = match clean_name(claimed_name.as_deref().or(name.as_deref()).unwrap_or("")) {
+            Ok(name) => name,
+            Err(why) => {
+                self.error(ErrorCode::InvalidName, why, None);
+                return Ok(());
+            }
+        };
+        let user = Member { id, name };
+        tracing::Span::current().record("user", tracing::field::display(&user.id));
+        let config = &self.state.config;
+        self.push(ServerFrame::Welcome {
+            session: self.outbox.conn(),
+            user: &user,
+            gateway: &config.gateway_id,
+            ttl_ms: config.ttl.as_millis() as u64,
+            limits: config.limits,
+        });
+        self.user = Some(user);
+        Ok(())
+    }
+
+    async fn join(&mut self, user: &Member, room: String, since: Option<String>) {
+        if !valid_room(&room) {
+            return self.error(
+                ErrorCode::InvalidRoom,
+                "room ids are 1-64 of a-z 0-9 _ -, starting with a letter or digit",
+                None,
+            );
+        }
+        if !self.rooms.contains(&room) && self.rooms.len() >= self.state.config.limits.max_rooms {
+            return self.error(ErrorCode::TooManyRooms, "leave a room before joining another", None);
+        }
+        let members = match self.state.presence.join(&room, user, self.outbox.conn()).await {
+            Ok(members) => members,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence join failed");
+                return self.error(ErrorCode::Unavailable, "presence store unavailable; try again", None);
+            }
+        };
+        self.state
+            .rooms
+            .join(&room, &self.outbox, since.as_deref(), &members, now_ms());
+        self.rooms.insert(room);
+    }
+
+    async fn leave(&mut self, user: &Member, room: String) {
+        if !self.rooms.remove(&room) {
+            return self.error(ErrorCode::NotJoined, "not in that room", None);
+        }
+        self.state.rooms.leave(&room, self.outbox.conn());
+        if let Err(e) = self.state.presence.leave(&room, user, self.outbox.conn()).await {
+            tracing::warn!(error = %e, "presence leave failed");
+        }
+        self.push(ServerFrame::Left { room: &room });
+    }
+
+    fn send(
+        &mut self,
+        user: Member,
+        room: String,
+        text: String,
+        reference: Option<String>,
+    ) -> Option<futures::future::BoxFuture<'static, Pending>> {
+        let limits = self.state.config.limits;
+        let reject = if !valid_room(&room) {
+            Some((ErrorCode::InvalidRoom, "invalid room id".to_owned()))
+        } else if !self.rooms.contains(&room) {
+            Some((ErrorCode::NotJoined, "join the room before sending to it".to_owned()))
+        } else if text.trim().is_empty() {
+            Some((ErrorCode::Empty, "message is empty".to_owned()))
+        } else if text.len() > limits.max_text_bytes {
+            Some((
+                ErrorCode::TooLarge,
+                format!("message is longer than {} bytes", limits.max_text_bytes),
+            ))
+        } else if !self.bucket.try_take(Instant::now()) {
+            self.state.metrics.rate_limited.inc();
+            Some((
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} messages per second; slow down",
+                    limits.messages_per_second
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = reject {
+            self.error(code, &message, reference.as_deref());
+            return None;
+        }
+        let ts = now_ms();
+        let message = ChatMessage {
+            room,
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            user,
+            text,
+            ts,
+            expires_at: ts + self.state.config.ttl.as_millis() as i64,
+        };
+        let delivery = self.state.bus.publish(&message);
+        let ChatMessage { room, id, .. } = message;
+        Some(Box::pin(async move { (reference, room, id, delivery.await) }))
+    }
+
+    fn delivered(&self, reference: Option<String>, room: String, id: String, result: Result<(), BusError>) {
+        match result {
+            Ok(()) => {
+                self.state.metrics.messages_received.inc();
+                self.push(ServerFrame::Ack {
+                    reference: reference.as_deref(),
+                    room: &room,
+                    id: &id,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bus refused a message");
+                self.state.metrics.bus_error(&e);
+                self.error(
+                    ErrorCode::Unavailable,
+                    "the message bus did not take the message; it was not sent, try again",
+                    reference.as_deref(),
+                );
+            }
+        }
+    }
+
+    /// Leaves every room, locally and in presence.
+    async fn leave_all(&mut self) {
+        let Some(user) = self.user.clone() else { return };
+        for room in std::mem::take(&mut self.rooms) {
+            self.state.rooms.leave(&room, self.outbox.conn());
+            if let Err(e) = self.state.presence.leave(&room, &user, self.outbox.conn()).await {
+                tracing::warn!(error = %e, "presence leave failed");
+            }
+        }
+    }
+}
+
+fn frame_ref(frame: &ClientFrame) -> Option<&str> {
+    match frame {
+        ClientFrame::Send { reference, .. } | ClientFrame::Ping { reference } => reference.as_deref(),
+        _ => None,
+    }
+}
+
+/// The close to send after a read error: 1009 for a frame over the limit,
+/// none when the connection is simply gone.
+fn read_error(error: &axum::Error) -> Option<(u16, &'static str)> {
+    let source = std::error::Error::source(error);
+    match source.and_then(|e| e.downcast_ref::<tungstenite::Error>()) {
+        Some(tungstenite::Error::Capacity(_)) => Some((close::TOO_BIG, "frame too large")),
+        Some(tungstenite::Error::Utf8(_)) => Some((close::PROTOCOL, "text frame is not UTF-8")),
+        _ => None,
+    }
+}

@@ -1,0 +1,186 @@
+import { useCallback, useEffect, useRef, useState, type MouseEvent } from 'react';
+import { applyTheme, loadTheme, type ThemeChoice } from '../theme.ts';
+import { useChat } from '../useChat.ts';
+import { Composer, COMPOSER_ID } from './Composer.tsx';
+import { ConnectionBanner } from './ConnectionBanner.tsx';
+import { EmptyState } from './EmptyState.tsx';
+import { LiveRegion } from './LiveRegion.tsx';
+import { MembersPanel } from './MembersPanel.tsx';
+import { MessageList } from './MessageList.tsx';
+import { RoomHeader } from './RoomHeader.tsx';
+import { Sidebar } from './Sidebar.tsx';
+import { Toasts } from './Toasts.tsx';
+
+interface Props {
+  name: string;
+  onChangeName: () => void;
+}
+
+const SIDEBAR_ID = 'sidebar';
+const MEMBERS_ID = 'members';
+
+/** The signed-in layout: rooms on the left, the open room in the middle, members on the right. */
+export function ChatScreen({ name, onChangeName }: Props) {
+  const chat = useChat(name);
+  const { state } = chat;
+  const [drawerOpen, setDrawerOpen] = useState(false);
+  const [membersOpen, setMembersOpen] = useState(false);
+  const [drafts, setDrafts] = useState<Record<string, string>>({});
+  const [theme, setTheme] = useState<ThemeChoice>(loadTheme);
+  const menuButton = useRef<HTMLElement | null>(null);
+
+  const room = state.rooms.find((r) => r.id === state.activeRoom) ?? null;
+  const unreadElsewhere = state.rooms.reduce((n, r) => (r.id === state.activeRoom ? n : n + r.unread), 0);
+
+  useEffect(() => {
+    applyTheme(theme);
+  }, [theme]);
+
+  // Escape closes whichever overlay is open (phone and tablet widths).
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== 'Escape') return;
+      setDrawerOpen(false);
+      setMembersOpen(false);
+    };
+    window.addEventListener('keydown', onKey);
+    return () => {
+      window.removeEventListener('keydown', onKey);
+    };
+  }, []);
+
+  // Opening the drawer moves focus into it; closing it returns focus to the menu button.
+  const drawerWasOpen = useRef(false);
+  useEffect(() => {
+    if (drawerOpen) {
+      document.querySelector<HTMLInputElement>(`#${SIDEBAR_ID} input`)?.focus();
+    } else if (drawerWasOpen.current) {
+      menuButton.current?.focus();
+    }
+    drawerWasOpen.current = drawerOpen;
+  }, [drawerOpen]);
+
+  const openMenu = useCallback(() => {
+    menuButton.current = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+    setDrawerOpen(true);
+  }, []);
+
+  const select = useCallback(
+    (id: string) => {
+      chat.selectRoom(id);
+      setDrawerOpen(false);
+    },
+    [chat],
+  );
+
+  const join = useCallback(
+    (input: string) => {
+      const problem = chat.joinRoom(input);
+      if (problem === null) setDrawerOpen(false);
+      return problem;
+    },
+    [chat],
+  );
+
+  const send = useCallback(
+    async (roomId: string, text: string) => {
+      const ok = await chat.send(roomId, text);
+      // Clear only what was sent: text typed meanwhile stays.
+      if (ok) setDrafts((d) => (d[roomId] === text ? { ...d, [roomId]: '' } : d));
+      return ok;
+    },
+    [chat],
+  );
+
+  const skipToComposer = (e: MouseEvent) => {
+    e.preventDefault();
+    document.getElementById(COMPOSER_ID)?.focus();
+  };
+
+  return (
+    <div className={`app${drawerOpen ? ' drawer-open' : ''}${membersOpen ? ' members-open' : ''}`}>
+      {room !== null && (
+        <a href={`#${COMPOSER_ID}`} className="skip-link" onClick={skipToComposer}>
+          Skip to message box
+        </a>
+      )}
+      <Sidebar
+        id={SIDEBAR_ID}
+        open={drawerOpen}
+        name={name}
+        self={state.self}
+        rooms={state.rooms}
+        activeRoom={state.activeRoom}
+        ttlMs={state.ttlMs}
+        notifications={chat.notifications}
+        theme={theme}
+        onJoin={join}
+        onSelect={select}
+        onLeave={chat.leaveRoom}
+        onClose={() => {
+          setDrawerOpen(false);
+        }}
+        onToggleNotifications={(on) => void chat.setNotifications(on)}
+        onTheme={setTheme}
+        onChangeName={onChangeName}
+      />
+      <div
+        className="backdrop"
+        aria-hidden="true"
+        onClick={() => {
+          setDrawerOpen(false);
+          setMembersOpen(false);
+        }}
+      />
+      <main className="main" id="main">
+        <RoomHeader
+          state={state}
+          room={room}
+          sidebarId={SIDEBAR_ID}
+          membersId={MEMBERS_ID}
+          drawerOpen={drawerOpen}
+          membersOpen={membersOpen}
+          unreadElsewhere={unreadElsewhere}
+          onMenu={openMenu}
+          onMembers={() => {
+            setMembersOpen((o) => !o);
+          }}
+          onLeave={chat.leaveRoom}
+        />
+        <ConnectionBanner state={state} onRetry={chat.reconnectNow} onChangeName={onChangeName} />
+        {room === null ? (
+          <EmptyState ttlMs={state.ttlMs} onJoin={(r) => void join(r)} />
+        ) : (
+          <>
+            <MessageList key={room.id} room={room} offset={state.offset} ttlMs={state.ttlMs} />
+            <Composer
+              key={room.id}
+              room={room.id}
+              value={drafts[room.id] ?? ''}
+              maxBytes={state.limits.max_text_bytes}
+              status={state.status}
+              onChange={(v) => {
+                setDrafts((d) => ({ ...d, [room.id]: v }));
+              }}
+              onSend={(text) => send(room.id, text)}
+            />
+          </>
+        )}
+      </main>
+      {room !== null && (
+        <MembersPanel
+          id={MEMBERS_ID}
+          room={room.id}
+          members={room.members}
+          selfId={state.self?.id ?? null}
+          open={membersOpen}
+          onClose={() => {
+            setMembersOpen(false);
+          }}
+        />
+      )}
+      <Toasts toasts={chat.toasts} onDismiss={chat.dismissToast} />
+      <LiveRegion announcements={chat.announcements} />
+    </div>
+  );
+}

@@ -1,0 +1,12 @@
+import type { Announcement } from '../useChat.ts';
+
+/** Screen readers hear new messages from here (politely, without stealing focus). */
+export function LiveRegion({ announcements }: { announcements: readonly Announcement[] }) {
+  return (
+    <div className="sr-only" aria-live="polite" aria-relevant="additions" data-testid="live-region">
+      {announcements.map((a) => (
+        <p key={a.id}>{a.text}</p>
+      ))}
+    </div>
+  );
+}

@@ -1,0 +1,58 @@
+import { memo } from 'react';
+import type { ChatMessage } from '../client.ts';
+import { lifeLeft, timeLeft, toLocalTime } from '../expiry.ts';
+import { Avatar } from './Avatar.tsx';
+import { ExpiryIndicator } from './ExpiryIndicator.tsx';
+import { LinkifiedText } from './LinkifiedText.tsx';
+
+interface Props {
+  message: ChatMessage;
+  /** Follows a message by the same person a moment earlier: no header. */
+  grouped: boolean;
+  now: number;
+  offset: number;
+}
+
+/** The last stretch of a message's life, during which it fades out. */
+export const FADE_MS = 4_000;
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+export const MessageItem = memo(function MessageItem({ message, grouped, now, offset }: Props) {
+  const left = timeLeft(message.expires_at, now, offset);
+  const life = lifeLeft(message.ts, message.expires_at, now, offset);
+  const sent = new Date(toLocalTime(message.ts, offset));
+  const fading = left <= FADE_MS;
+  const classes = ['msg', message.own ? 'is-own' : '', grouped ? 'is-grouped' : '', fading ? 'is-fading' : '']
+    .filter(Boolean)
+    .join(' ');
+  return (
+    <li className={classes} data-testid="message" data-id={message.id} data-own={message.own}>
+      <div className="msg-gutter">
+        {grouped ? (
+          <time className="msg-time-hint" dateTime={sent.toISOString()} aria-hidden="true">
+            {timeFormat.format(sent)}
+          </time>
+        ) : (
+          <Avatar name={message.user.name} />
+        )}
+      </div>
+      <div className="msg-body">
+        <div className={grouped ? 'msg-head sr-only' : 'msg-head'}>
+          <span className="msg-sender" data-testid="message-sender" data-user-id={message.user.id}>
+            {message.user.name}
+          </span>
+          {message.own && <span className="you-tag">you</span>}
+          <time className="msg-time" dateTime={sent.toISOString()} title={fullFormat.format(sent)}>
+            {timeFormat.format(sent)}
+          </time>
+        </div>
+        <div className="msg-text" data-testid="message-text">
+          <LinkifiedText text={message.text} />
+        </div>
+      </div>
+      <ExpiryIndicator left={left} life={life} expiresAt={message.expires_at} />
+    </li>
+  );
+});

@@ -1,0 +1,92 @@
+import { useLayoutEffect, useRef, useState } from 'react';
+import type { ChatMessage, RoomState } from '../client.ts';
+import { isExpired } from '../expiry.ts';
+import { useNow } from '../useNow.ts';
+import { Icon } from './Icon.tsx';
+import { MessageItem } from './MessageItem.tsx';
+
+interface Props {
+  room: RoomState;
+  offset: number;
+  ttlMs: number | null;
+}
+
+/** Messages by the same person closer together than this share one header. */
+const GROUP_GAP_MS = 3 * 60_000;
+/** Closer than this to the bottom counts as "reading the latest". */
+const STICK_PX = 80;
+
+function groupedWithPrevious(prev: ChatMessage | undefined, m: ChatMessage): boolean {
+  return prev !== undefined && prev.user.id === m.user.id && m.ts - prev.ts < GROUP_GAP_MS && m.ts >= prev.ts;
+}
+
+export function MessageList({ room, offset, ttlMs }: Props) {
+  const now = useNow(1000);
+  const scroller = useRef<HTMLDivElement>(null);
+  const stick = useRef(true);
+  const [atBottom, setAtBottom] = useState(true);
+
+  // Expired messages disappear on the dot, whether or not the store has pruned them yet.
+  const visible = room.messages.filter((m) => !isExpired(m.expires_at, now, offset));
+  const lastId = visible.at(-1)?.id;
+
+  // The list is keyed by room, so it opens at the newest message; after
+  // that, new messages keep the view at the bottom if the reader was there.
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (el !== null && stick.current) el.scrollTop = el.scrollHeight;
+  }, [lastId]);
+
+  const onScroll = () => {
+    const el = scroller.current;
+    if (el === null) return;
+    const bottom = el.scrollHeight - el.scrollTop - el.clientHeight < STICK_PX;
+    stick.current = bottom;
+    setAtBottom(bottom);
+  };
+
+  const jump = () => {
+    const el = scroller.current;
+    if (el === null) return;
+    el.scrollTo({ top: el.scrollHeight, behavior: 'smooth' });
+  };
+
+  const minutes = ttlMs === null ? 'a few' : String(Math.round(ttlMs / 60_000));
+
+  return (
+    <div className="messages-wrap">
+      <div
+        className="messages"
+        ref={scroller}
+        onScroll={onScroll}
+        tabIndex={0}
+        role="region"
+        aria-label={`Messages in #${room.id}`}
+      >
+        {visible.length === 0 ? (
+          <div className="room-quiet" data-testid="room-empty">
+            {room.status === 'joining' ? (
+              <p>Joining #{room.id}…</p>
+            ) : (
+              <>
+                <p className="room-quiet-title">It’s quiet in #{room.id}.</p>
+                <p>Say something. It will fade away {minutes} minutes after you send it.</p>
+              </>
+            )}
+          </div>
+        ) : null}
+        <ol className="message-list" data-testid="message-list" data-room={room.id}>
+          {visible.map((m, i) => (
+            <MessageItem key={m.id} message={m} grouped={groupedWithPrevious(visible[i - 1], m)} now={now} offset={offset} />
+          ))}
+        </ol>
+      </div>
+      {!atBottom && (
+        <button type="button" className="jump-latest btn btn-secondary btn-sm" onClick={jump}>
+          <Icon name="arrowDown" size={16} />
+          Latest messages
+        </button>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,72 @@
+import { useId, useState, type FormEvent } from 'react';
+import { nameProblem, normalizeRoomId } from '../protocol.ts';
+import { roomFromUrl } from '../route.ts';
+import { Logo } from './Logo.tsx';
+
+interface Props {
+  initialName: string;
+  onSubmit: (name: string) => void;
+}
+
+/** First screen: who are you? The name is remembered for next time. */
+export function NameGate({ initialName, onSubmit }: Props) {
+  const [name, setName] = useState(initialName);
+  const [error, setError] = useState<string | null>(null);
+  const inputId = useId();
+  const errorId = useId();
+  const [invitedTo] = useState(() => {
+    const linked = roomFromUrl(window.location.hash, window.location.search);
+    return linked === null ? null : normalizeRoomId(linked);
+  });
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const problem = nameProblem(name);
+    setError(problem);
+    if (problem === null) onSubmit(name.trim());
+  };
+
+  return (
+    <main className="gate">
+      <form className="gate-card" onSubmit={submit} noValidate aria-labelledby="gate-title">
+        <Logo />
+        <h1 id="gate-title" className="gate-title">
+          {invitedTo === null ? 'Welcome to WhisperRooms' : `You're invited to #${invitedTo}`}
+        </h1>
+        <p className="gate-lede">
+          Group chat that forgets. Every message fades away a few minutes after it is sent — no history, no
+          archive.
+        </p>
+        <label htmlFor={inputId} className="field-label">
+          Your name
+        </label>
+        <input
+          id={inputId}
+          className="input input-lg"
+          data-testid="name-input"
+          value={name}
+          onChange={(e) => {
+            setName(e.target.value);
+            if (error !== null) setError(null);
+          }}
+          autoComplete="nickname"
+          autoFocus
+          maxLength={64}
+          placeholder="e.g. Ada"
+          aria-invalid={error !== null}
+          aria-describedby={error === null ? undefined : errorId}
+          spellCheck={false}
+        />
+        {error !== null && (
+          <p id={errorId} className="field-error" role="alert" data-testid="name-error">
+            {error}
+          </p>
+        )}
+        <button type="submit" className="btn btn-primary btn-lg btn-block" data-testid="connect-button">
+          {invitedTo === null ? 'Start chatting' : `Join #${invitedTo}`}
+        </button>
+        <p className="gate-note">Others see this name next to your messages. It is stored only in this browser.</p>
+      </form>
+    </main>
+  );
+}

@@ -1,0 +1,75 @@
+/**
+ * Human words for every error the user can meet: the protocol's error codes
+ * and the few failures the client detects on its own.
+ */
+import { DEFAULT_LIMITS, type ErrorCode, type Limits } from './protocol.ts';
+
+/** Failures found by the client, never sent by a gateway. */
+export type LocalErrorCode =
+  | 'offline'
+  | 'connection_lost'
+  | 'timeout'
+  | 'protocol'
+  | 'closed_unauthorized'
+  | 'policy';
+
+export type AnyErrorCode = ErrorCode | LocalErrorCode;
+
+/** An error as the UI shows it. */
+export class ChatError extends Error {
+  readonly code: string;
+  readonly room: string | undefined;
+
+  constructor(code: string, message: string, room?: string) {
+    super(message);
+    this.name = 'ChatError';
+    this.code = code;
+    this.room = room;
+  }
+}
+
+/**
+ * Explains `code` in plain words. `serverMessage` is the gateway's own text,
+ * used for codes this version does not know.
+ */
+export function describeError(
+  code: string,
+  serverMessage = '',
+  limits: Limits = DEFAULT_LIMITS,
+): string {
+  switch (code as AnyErrorCode) {
+    case 'bad_request':
+      return 'The server did not understand that request. Reloading the page usually fixes this.';
+    case 'invalid_room':
+      return 'Room names use a–z, 0–9, “-” and “_”, start with a letter or digit, and are at most 64 characters.';
+    case 'invalid_name':
+      return 'That name is not allowed: use 1–32 characters and no control characters.';
+    case 'too_large':
+      return `That message is too long: the limit is ${limits.max_text_bytes.toLocaleString('en-US')} bytes.`;
+    case 'empty':
+      return 'Type something first: empty messages are not sent.';
+    case 'not_joined':
+      return 'You are not in that room any more. Join it again to send messages.';
+    case 'too_many_rooms':
+      return `You are in too many rooms (the limit is ${limits.max_rooms}). Leave one to join another.`;
+    case 'rate_limited':
+      return 'You are sending messages too fast. Wait a moment, then try again.';
+    case 'unavailable':
+      return 'The chat service could not take your message right now. It was not sent; try again.';
+    case 'unauthorized':
+    case 'closed_unauthorized':
+      return 'You are not authorized to chat here. Your sign-in may have expired.';
+    case 'offline':
+      return 'You are offline. The message was not sent; it is still in the box.';
+    case 'connection_lost':
+      return 'The connection dropped before the server confirmed your message. Check the room, then send again if it is missing.';
+    case 'timeout':
+      return 'The server did not confirm your message in time. Check the room, then send again if it is missing.';
+    case 'protocol':
+      return 'The server closed the connection because this page broke the protocol. Reload the page to get the latest version.';
+    case 'policy':
+      return 'The server cut the connection for sending too much. Reconnecting after a pause.';
+    default:
+      return serverMessage.trim() || `Something went wrong (${code}).`;
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Clock skew and time-left arithmetic. Pure: every function takes the local
+ * time as an argument and nothing here reads a clock or touches the DOM.
+ *
+ * Offsets are `server clock − local clock` in milliseconds, so
+ * `serverNow = localNow + offset` and `localTime = serverTime − offset`.
+ *
+ * The gateway stamps `ts` on a message; `welcome` and `pong` carry no server
+ * time. So the estimate comes from the client's own messages: a `send` leaves
+ * at local `sentAt`, reaches the gateway about half a round trip later (RTT
+ * measured with `ping`/`pong`) and is stamped there, which gives
+ * `offset ≈ ts − (sentAt + rtt/2)`. Two bounds keep the estimate honest:
+ *
+ * - any message received at local `receivedAt` was stamped before that:
+ *   `ts ≤ receivedAt + offset`, so `offset ≥ ts − receivedAt`;
+ * - one of our own messages was stamped after it was sent:
+ *   `ts ≥ sentAt + offset`, so `offset ≤ ts − sentAt`.
+ */
+
+/** How many recent samples of each kind are kept. */
+const WINDOW = 8;
+
+export interface SkewSample {
+  /** Estimated `server − local`, ms. */
+  offset: number;
+  /** Round trip time in force when the sample was taken, ms. */
+  rtt: number;
+  /** Upper bound this sample proves (`ts − sentAt`). */
+  upper: number;
+}
+
+/** `ts − (sentAt + rtt/2)`: the offset implied by one of our own messages. */
+export function offsetFromOwnMessage(sentAt: number, serverTs: number, rtt: number): number {
+  return serverTs - (sentAt + rtt / 2);
+}
+
+/** `ts − receivedAt`: the lower bound on the offset implied by any message. */
+export function lowerBoundFromMessage(serverTs: number, receivedAt: number): number {
+  return serverTs - receivedAt;
+}
+
+/**
+ * Combines samples into one offset. The sample taken with the smallest RTT
+ * wins (its uncertainty, ±rtt/2, is the smallest, as in NTP's clock filter);
+ * it is then kept within the bounds the other observations prove. With no
+ * own samples the offset is 0 unless a received message proves the server
+ * is ahead.
+ */
+export function combineOffset(samples: readonly SkewSample[], lowerBound: number): number {
+  let best: SkewSample | undefined;
+  let upper = Infinity;
+  for (const s of samples) {
+    if (best === undefined || s.rtt < best.rtt) best = s;
+    upper = Math.min(upper, s.upper);
+  }
+  let offset = best?.offset ?? 0;
+  // When the bounds contradict each other (clocks of several gateways) the
+  // lower bound, which every received message supports, is preferred.
+  if (offset > upper) offset = upper;
+  if (offset < lowerBound) offset = lowerBound;
+  return Math.round(offset);
+}
+
+/**
+ * Accumulates observations into a clock offset estimate. Holds only numbers;
+ * the caller supplies every timestamp.
+ */
+export class SkewEstimator {
+  private samples: SkewSample[] = [];
+  private rtts: number[] = [];
+  private lower = -Infinity;
+  private cached = 0;
+
+  /** Current estimate of `server clock − local clock`, ms. */
+  get offset(): number {
+    return this.cached;
+  }
+
+  /** Best known round trip time (minimum of recent pings), or null. */
+  get rtt(): number | null {
+    return this.rtts.length === 0 ? null : Math.min(...this.rtts);
+  }
+
+  /** A `pong` arrived `rtt` ms after its `ping` left. */
+  observeRtt(rtt: number): void {
+    if (!Number.isFinite(rtt) || rtt < 0) return;
+    this.rtts = [...this.rtts, rtt].slice(-WINDOW);
+  }
+
+  /**
+   * Our own message, sent at local `sentAt`, came back stamped `serverTs`.
+   * Without a measured RTT, the send → delivery time (an upper bound on the
+   * RTT) stands in.
+   */
+  observeOwnMessage(sentAt: number, serverTs: number, receivedAt: number): void {
+    const rtt = this.rtt ?? Math.max(0, receivedAt - sentAt);
+    const sample: SkewSample = {
+      offset: offsetFromOwnMessage(sentAt, serverTs, rtt),
+      rtt,
+      upper: serverTs - sentAt,
+    };
+    this.samples = [...this.samples, sample].slice(-WINDOW);
+    this.observeMessage(serverTs, receivedAt);
+  }
+
+  /** Any live message stamped `serverTs` arrived at local `receivedAt`. */
+  observeMessage(serverTs: number, receivedAt: number): void {
+    this.lower = Math.max(this.lower, lowerBoundFromMessage(serverTs, receivedAt));
+    this.cached = combineOffset(this.samples, this.lower);
+  }
+
+  /** Forget everything, e.g. after moving to a gateway with another clock. */
+  reset(): void {
+    this.samples = [];
+    this.rtts = [];
+    this.lower = -Infinity;
+    this.cached = 0;
+  }
+}
+
+/** The server's clock now, given the local clock and the offset. */
+export function serverNow(localNow: number, offset: number): number {
+  return localNow + offset;
+}
+
+/** A server timestamp expressed on the local clock (for display). */
+export function toLocalTime(serverTs: number, offset: number): number {
+  return serverTs - offset;
+}
+
+/** Milliseconds until `expiresAt` (server clock), never negative. */
+export function timeLeft(expiresAt: number, localNow: number, offset: number): number {
+  return Math.max(0, expiresAt - serverNow(localNow, offset));
+}
+
+export function isExpired(expiresAt: number, localNow: number, offset: number): boolean {
+  return serverNow(localNow, offset) >= expiresAt;
+}
+
+/** Share of the message's life still ahead, from 1 (just sent) to 0 (expired). */
+export function lifeLeft(ts: number, expiresAt: number, localNow: number, offset: number): number {
+  const total = expiresAt - ts;
+  if (total <= 0) return 0;
+  return Math.min(1, Math.max(0, timeLeft(expiresAt, localNow, offset) / total));
+}
+
+/** "4:05" for minutes, "42s" under a minute, "0s" once gone. Rounds up. */
+export function formatTimeLeft(ms: number): string {
+  const secs = Math.max(0, Math.ceil(ms / 1000));
+  if (secs < 60) return `${secs}s`;
+  const m = Math.floor(secs / 60);
+  const s = secs % 60;
+  return `${m}:${String(s).padStart(2, '0')}`;
+}
+
+/** Words for screen readers: "4 minutes 5 seconds left". */
+export function describeTimeLeft(ms: number): string {
+  const secs = Math.max(0, Math.ceil(ms / 1000));
+  if (secs === 0) return 'expiring now';
+  const m = Math.floor(secs / 60);
+  const s = secs % 60;
+  const parts: string[] = [];
+  if (m > 0) parts.push(`${m} minute${m === 1 ? '' : 's'}`);
+  if (s > 0) parts.push(`${s} second${s === 1 ? '' : 's'}`);
+  return `${parts.join(' ')} left`;
+}
