@@ -97,12 +97,20 @@ pub async fn run(
 
     let token = state.shutdown.clone();
     let app = router(state.clone());
+    let address = listener.local_addr()?;
     tracing::info!(
-        address = %listener.local_addr()?,
+        %address,
         gateway = state.config.gateway_id,
         bus = if state.config.kafka.is_some() { "kafka" } else { "memory" },
+        presence = if state.config.redis_url.is_some() { "redis" } else { "memory" },
         "gateway listening"
     );
+    let host = if address.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        address.ip().to_string()
+    };
+    tracing::info!("chat at http://{host}:{}/ (open it in two tabs)", address.port());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

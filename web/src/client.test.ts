@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ChatClient, DEFAULT_BACKOFF, backoffDelay, policyDelay, type ChatClientOptions } from './client.ts';
+import { ChatClient, type ChatClientOptions } from './client.ts';
 import type { ChatError } from './errors.ts';
+import { DEFAULT_BACKOFF, backoffDelay, policyDelay } from './transport.ts';
 import { FakeClock, FakeNetwork, messageFrame, welcomeFrame, type FakeSocket } from './testing/fakes.ts';
 
 const me = { id: 'u-me', name: 'alice' };

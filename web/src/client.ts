@@ -42,82 +42,18 @@ import {
   type ServerFrame,
   type WelcomeFrame,
 } from './protocol.ts';
-
-// ---------------------------------------------------------------- injected world
-
-export interface SocketHandlers {
-  onOpen(): void;
-  onMessage(data: unknown): void;
-  onClose(code: number, reason: string): void;
-}
-
-export interface SocketLike {
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-}
-
-/** Opens a socket to `url` and reports its events to `handlers`. */
-export type SocketFactory = (url: string, handlers: SocketHandlers) => SocketLike;
-
-export const browserSocketFactory: SocketFactory = (url, handlers) => {
-  const ws = new WebSocket(url);
-  ws.onopen = () => {
-    handlers.onOpen();
-  };
-  ws.onmessage = (ev: MessageEvent) => {
-    handlers.onMessage(ev.data);
-  };
-  ws.onclose = (ev: CloseEvent) => {
-    handlers.onClose(ev.code, ev.reason);
-  };
-  return {
-    send: (data) => {
-      ws.send(data);
-    },
-    close: (code, reason) => {
-      ws.close(code, reason);
-    },
-  };
-};
-
-export type TimerHandle = unknown;
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): TimerHandle;
-  clearTimeout(handle: TimerHandle): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => {
-    clearTimeout(handle as ReturnType<typeof setTimeout>);
-  },
-};
-
-// ---------------------------------------------------------------- backoff
-
-export interface BackoffPolicy {
-  baseMs: number;
-  capMs: number;
-}
-
-export const DEFAULT_BACKOFF: Readonly<BackoffPolicy> = { baseMs: 500, capMs: 15_000 };
-
-/**
- * "Full jitter": a uniformly random delay in [0, min(cap, base·2^attempt)).
- * `attempt` counts the failures since the connection was last stable.
- */
-export function backoffDelay(attempt: number, random: () => number, policy: BackoffPolicy = DEFAULT_BACKOFF): number {
-  const ceiling = Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, attempt));
-  return Math.floor(random() * ceiling);
-}
-
-/** After 4008 ("back off"): somewhere in the upper half of the cap. */
-export function policyDelay(random: () => number, policy: BackoffPolicy = DEFAULT_BACKOFF): number {
-  return Math.floor(policy.capMs / 2 + (random() * policy.capMs) / 2);
-}
+import {
+  DEFAULT_BACKOFF,
+  backoffDelay,
+  browserSocketFactory,
+  policyDelay,
+  systemClock,
+  type BackoffPolicy,
+  type Clock,
+  type SocketFactory,
+  type SocketLike,
+  type TimerHandle,
+} from './transport.ts';
 
 // ---------------------------------------------------------------- state
 
@@ -762,20 +698,24 @@ export class ChatClient {
   /** Drops expired messages from memory. Returns true when any were dropped. */
   pruneExpired(localNow: number = this.clock.now()): boolean {
     const offset = this.state.offset;
+    const serverNow = localNow + offset;
     let changed = false;
-    const rooms = this.state.rooms.map((r) => {
-      const meta = this.meta.get(r.id);
-      if (meta !== undefined) {
-        const serverNow = localNow + offset;
-        for (const [id, expiresAt] of meta.seen) {
-          if (expiresAt + SEEN_GRACE_MS < serverNow) meta.seen.delete(id);
+    const rooms: RoomState[] = [];
+    for (const r of this.state.rooms) {
+      const seen = this.meta.get(r.id)?.seen;
+      if (seen !== undefined) {
+        for (const [id, expiresAt] of seen) {
+          if (expiresAt + SEEN_GRACE_MS < serverNow) seen.delete(id);
         }
       }
       const kept = r.messages.filter((m) => !isExpired(m.expires_at, localNow, offset));
-      if (kept.length === r.messages.length) return r;
-      changed = true;
-      return { ...r, messages: kept };
-    });
+      if (kept.length === r.messages.length) {
+        rooms.push(r);
+      } else {
+        changed = true;
+        rooms.push({ ...r, messages: kept });
+      }
+    }
     if (changed) this.update({ rooms });
     return changed;
   }

@@ -204,6 +204,8 @@ export function normalizeRoomId(input: string): string | null {
 /** Why a name is rejected, or null when the gateway will accept it. */
 export function nameProblem(input: string): string | null {
   const name = input.trim();
+  // The spec counts Unicode scalar values, which is exactly what spreading a string yields.
+  // eslint-disable-next-line @typescript-eslint/no-misused-spread
   const chars = [...name].length;
   if (chars === 0) return 'Pick a name so others know who is talking.';
   if (chars > NAME_MAX_CHARS) return `Names are at most ${NAME_MAX_CHARS} characters (this one has ${chars}).`;

@@ -31,14 +31,14 @@ export interface ChatApi {
   announcements: readonly Announcement[];
   notifications: { supported: boolean; enabled: boolean; denied: boolean };
   /** Joins (or switches to) the room typed by the user; returns an error to show inline, or null. */
-  joinRoom(input: string): string | null;
-  selectRoom(room: string | null): void;
-  leaveRoom(room: string): void;
+  joinRoom: (input: string) => string | null;
+  selectRoom: (room: string | null) => void;
+  leaveRoom: (room: string) => void;
   /** Resolves true when the gateway acked the message (clear the box), false otherwise. */
-  send(room: string, text: string): Promise<boolean>;
-  reconnectNow(): void;
-  dismissToast(id: number): void;
-  setNotifications(on: boolean): Promise<void>;
+  send: (room: string, text: string) => Promise<boolean>;
+  reconnectNow: () => void;
+  dismissToast: (id: number) => void;
+  setNotifications: (on: boolean) => Promise<void>;
 }
 
 const MAX_TOASTS = 4;

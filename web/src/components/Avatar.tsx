@@ -7,9 +7,12 @@ export function hueFor(name: string): number {
   return h;
 }
 
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
+/** The first user-perceived character (so an emoji or flag stays whole). */
 export function initialOf(name: string): string {
-  const first = [...name.trim()][0];
-  return first === undefined ? '?' : first.toUpperCase();
+  const first = graphemes.segment(name.trim())[Symbol.iterator]().next();
+  return first.done === true ? '?' : first.value.segment.toLocaleUpperCase();
 }
 
 interface Props {

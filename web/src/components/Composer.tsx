@@ -1,4 +1,4 @@
-import { useLayoutEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
+import { useLayoutEffect, useRef, useState, type SubmitEvent, type KeyboardEvent } from 'react';
 import type { ConnectionStatus } from '../client.ts';
 import { isBlank, utf8Length } from '../protocol.ts';
 import { Icon } from './Icon.tsx';
@@ -43,7 +43,7 @@ export function Composer({ room, value, maxBytes, status, onChange, onSend }: Pr
     textarea.current?.focus();
   };
 
-  const onSubmit = (e: FormEvent) => {
+  const onSubmit = (e: SubmitEvent) => {
     e.preventDefault();
     void submit();
   };

@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent } from 'react';
+import { useId, useState, type SubmitEvent } from 'react';
 import { normalizeRoomId } from '../protocol.ts';
 
 interface Props {
@@ -15,7 +15,7 @@ export function JoinRoomForm({ onJoin }: Props) {
   const normalized = normalizeRoomId(value);
   const showHint = normalized !== null && normalized !== value.trim();
 
-  const submit = (e: FormEvent) => {
+  const submit = (e: SubmitEvent) => {
     e.preventDefault();
     const problem = onJoin(value);
     setError(problem);

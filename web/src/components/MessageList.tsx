@@ -17,7 +17,7 @@ const GROUP_GAP_MS = 3 * 60_000;
 const STICK_PX = 80;
 
 function groupedWithPrevious(prev: ChatMessage | undefined, m: ChatMessage): boolean {
-  return prev !== undefined && prev.user.id === m.user.id && m.ts - prev.ts < GROUP_GAP_MS && m.ts >= prev.ts;
+  return prev?.user.id === m.user.id && m.ts - prev.ts < GROUP_GAP_MS && m.ts >= prev.ts;
 }
 
 export function MessageList({ room, offset, ttlMs }: Props) {

@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent } from 'react';
+import { useId, useState, type SubmitEvent } from 'react';
 import { nameProblem, normalizeRoomId } from '../protocol.ts';
 import { roomFromUrl } from '../route.ts';
 import { Logo } from './Logo.tsx';
@@ -19,7 +19,7 @@ export function NameGate({ initialName, onSubmit }: Props) {
     return linked === null ? null : normalizeRoomId(linked);
   });
 
-  const submit = (e: FormEvent) => {
+  const submit = (e: SubmitEvent) => {
     e.preventDefault();
     const problem = nameProblem(name);
     setError(problem);

@@ -2,7 +2,7 @@
  * Test doubles for ChatClient: a manual clock with timers, and an in-memory
  * socket the test plays the gateway on. Imported by tests only.
  */
-import type { Clock, SocketFactory, SocketHandlers, SocketLike } from '../client.ts';
+import type { Clock, SocketFactory, SocketHandlers, SocketLike } from '../transport.ts';
 import type { ClientFrame, Member, MessageFrame } from '../protocol.ts';
 
 interface Timer {
@@ -27,7 +27,7 @@ export class FakeClock implements Clock {
     return id;
   };
 
-  clearTimeout = (handle: unknown): void => {
+  clearTimeout = (handle: number | object): void => {
     this.timers.delete(handle as number);
   };
 

@@ -1,0 +1,244 @@
+//! Shared test harness: the real services, gateway processes and a
+//! WebSocket client that speaks protocol v1.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for an expected frame.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The address of a real service from `scripts/services env`, or `None`
+/// (the test is skipped) outside CI. Under `CI=true` a missing service fails.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: the test services are not running (scripts/services up)")
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set (run `eval \"$(scripts/services env)\"`)");
+            None
+        }
+    }
+}
+
+pub fn kafka() -> Option<String> {
+    service("WHISPER_TEST_KAFKA_BROKERS")
+}
+
+pub fn redis() -> Option<String> {
+    service("WHISPER_TEST_REDIS_URL")
+}
+
+/// A topic name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `whisper-gateway` process, killed when dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub id: String,
+    child: Child,
+}
+
+impl Gateway {
+    /// Starts a gateway with these settings and waits until it answers.
+    pub async fn start(settings: &[(&str, &str)]) -> Gateway {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let id = unique("gw");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_whisper-gateway"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WHISPER_LISTEN", addr.to_string())
+            .env("WHISPER_GATEWAY_ID", &id)
+            .env("WHISPER_LOG", "info,whisper_gateway=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in settings {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start whisper-gateway");
+        let mut gateway = Gateway { addr, id, child };
+        gateway.wait_healthy().await;
+        gateway
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("gateway exited early with {status}");
+            }
+            if http_get(self.addr, "/healthz").await.is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway on {} did not become healthy", self.addr);
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Sends a signal and waits for the process to exit; returns its status.
+    pub fn signal(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The gateway's metric value (the first sample whose line starts with `name`).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(self.addr, "/metrics").await.expect("metrics answer");
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found in\n{body}"))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET; returns the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let code = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// A protocol v1 client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub user: Value,
+}
+
+impl Client {
+    /// Connects without saying hello.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Client { ws, user: Value::Null }
+    }
+
+    /// Connects and says hello; returns once welcomed.
+    pub async fn hello(url: &str, name: &str) -> Client {
+        let mut client = Client::connect(url).await;
+        client.send(json!({"type": "hello", "name": name})).await;
+        let welcome = client.expect("welcome").await;
+        client.user = welcome["user"].clone();
+        client
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Message::text(frame.to_string())).await.expect("send frame");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send frame");
+    }
+
+    /// The next text frame as JSON; panics on timeout or close.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame");
+            match next {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("frames are JSON"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads frames until one of this type; panics on any `error` frame
+    /// unless that is what is expected.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert_ne!(frame["type"], "error", "unexpected error while waiting for {kind}: {frame}");
+        }
+    }
+
+    /// Waits for the server to close the connection; returns the close code.
+    pub async fn expect_close(&mut self) -> Option<u16> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(20), self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code.into()),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_)) | None) => return None,
+                Err(_) => break,
+            }
+        }
+        panic!("the server did not close the connection");
+    }
+
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join", "room": room})).await;
+        self.expect("joined").await
+    }
+
+    /// Sends a message and returns its id from the ack.
+    pub async fn say(&mut self, room: &str, text: &str) -> String {
+        let reference = unique("ref");
+        self.send(json!({"type": "send", "room": room, "text": text, "ref": reference}))
+            .await;
+        loop {
+            let frame = self.recv().await;
+            match frame["type"].as_str() {
+                Some("ack") if frame["ref"] == reference.as_str() => return frame["id"].as_str().unwrap().to_owned(),
+                Some("error") => panic!("send refused: {frame}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next `message` frame, skipping acks and presence.
+    pub async fn next_message(&mut self) -> Value {
+        self.expect("message").await
+    }
+}
