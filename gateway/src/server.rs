@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
+use crate::presence::redis::RedisPresence;
 use crate::rooms::Rooms;
 use crate::{session, web};
 
@@ -60,6 +61,8 @@ impl std::fmt::Debug for Shared {
 pub enum Error {
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("presence store setup failed: {0}")]
+    Presence(String),
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -70,7 +73,11 @@ pub async fn connect(config: Config) -> Result<AppState, Error> {
         Some(kafka) => Arc::new(KafkaBus::connect(kafka, &config.gateway_id, config.ttl).await?),
         None => Arc::new(MemoryBus::default()),
     };
-    let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::default());
+    let presence: Arc<dyn Presence> = match &config.redis_url {
+        Some(url) => RedisPresence::start(url, &config.gateway_id, config.presence_timeout)
+            .map_err(|e| Error::Presence(e.to_string()))?,
+        None => Arc::new(MemoryPresence::default()),
+    };
     Ok(Arc::new(Shared {
         rooms: Rooms::new(config.history_max_bytes),
         connections: Arc::new(Semaphore::new(config.max_connections)),

@@ -83,7 +83,7 @@ async fn write(
             biased;
             reason = &mut close => {
                 if let Ok(frame) = reason {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                    finish(sink, frames, frame).await;
                 }
                 return;
             }
@@ -99,13 +99,29 @@ async fn write(
                 }
                 None => {
                     if let Ok(frame) = close.await {
-                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                        finish(sink, frames, frame).await;
                     }
                     return;
                 }
             }
         }
     }
+}
+
+/// Sends what is still queued (so an error explaining the close arrives
+/// first), unless the socket is being closed for not reading, then the
+/// close frame; all within [`CLOSE_TIMEOUT`].
+async fn finish(mut sink: SplitSink<WebSocket, Message>, mut frames: mpsc::Receiver<Outgoing>, close: CloseFrame) {
+    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+    let sending = async {
+        if close.code != close::TOO_SLOW {
+            while let Ok(Outgoing { frame, .. }) = frames.try_recv() {
+                sink.send(Message::Text(frame)).await?;
+            }
+        }
+        sink.send(Message::Close(Some(close))).await
+    };
+    let _ = tokio::time::timeout_at(deadline, sending).await;
 }
 
 /// A `send` on its way to the bus: the client's ref, the room, the message

@@ -42,7 +42,10 @@ async fn two_clients_chat_on_the_embedded_bus() {
     assert_eq!(got["id"], id.as_str());
     assert_eq!(got["text"], "hello bob");
     assert_eq!(got["user"]["name"], "alice");
-    assert_eq!(got["expires_at"].as_i64().unwrap() - got["ts"].as_i64().unwrap(), 300_000);
+    assert_eq!(
+        got["expires_at"].as_i64().unwrap() - got["ts"].as_i64().unwrap(),
+        300_000
+    );
     let echo = alice.next_message().await;
     assert_eq!(echo["id"], id.as_str(), "the sender gets its own message too");
 

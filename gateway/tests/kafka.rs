@@ -40,10 +40,16 @@ async fn a_message_crosses_from_one_gateway_to_another_through_kafka() {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let joined = carol.join("lobby").await;
-        if joined["history"].as_array().is_some_and(|h| h.iter().any(|m| m["id"] == id.as_str())) {
+        if joined["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|m| m["id"] == id.as_str()))
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "late gateway never served history: {joined}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "late gateway never served history: {joined}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

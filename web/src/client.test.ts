@@ -232,6 +232,10 @@ describe('messages, presence and unread', () => {
     expect(room(client, 'lobby').members).toEqual([me, bob, carol]);
     sock.receive({ type: 'presence', room: 'lobby', joined: [], left: [bob] });
     expect(room(client, 'lobby').members).toEqual([me, carol]);
+    // Named in both lists: left, then joined again.
+    sock.receive({ type: 'presence', room: 'lobby', joined: [bob], left: [bob] });
+    expect(room(client, 'lobby').members).toEqual([me, carol, bob]);
+    sock.receive({ type: 'presence', room: 'lobby', joined: [], left: [bob] });
     // A renamed member keeps one entry.
     sock.receive({ type: 'presence', room: 'lobby', joined: [{ id: 'u-carol', name: 'caz' }], left: [] });
     expect(room(client, 'lobby').members).toEqual([me, { id: 'u-carol', name: 'caz' }]);

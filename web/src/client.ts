@@ -580,10 +580,12 @@ export class ChatClient {
 
   private onPresence(frame: PresenceFrame): void {
     if (this.room(frame.room) === undefined) return;
+    // `left` first, then `joined`: a member named in both (left on one
+    // connection, back on another) ends up present.
     const gone = new Set(frame.left.map((m) => m.id));
     this.updateRoom(frame.room, (r) => ({
       ...r,
-      members: dedupeMembers([...r.members.filter((m) => !gone.has(m.id)), ...frame.joined.filter((m) => !gone.has(m.id))]),
+      members: dedupeMembers([...r.members.filter((m) => !gone.has(m.id)), ...frame.joined]),
     }));
   }
 

@@ -7,6 +7,7 @@ import {
   isExpired,
   lifeLeft,
   lowerBoundFromMessage,
+  messageTimeLeft,
   offsetFromOwnMessage,
   serverNow,
   timeLeft,
@@ -126,6 +127,12 @@ describe('time left', () => {
     expect(timeLeft(expiresAt, ts, 0)).toBe(300_000);
     expect(timeLeft(expiresAt, ts + 299_000, 0)).toBe(1_000);
     expect(timeLeft(expiresAt, ts + 400_000, 0)).toBe(0);
+  });
+
+  it('never shows more than the whole life of a message', () => {
+    expect(messageTimeLeft(ts, expiresAt, ts - 40, 0)).toBe(300_000);
+    expect(messageTimeLeft(ts, expiresAt, ts + 1_000, 0)).toBe(299_000);
+    expect(messageTimeLeft(ts, expiresAt, ts + 400_000, 0)).toBe(0);
   });
 
   it('is expired exactly at expires_at', () => {

@@ -133,6 +133,15 @@ export function timeLeft(expiresAt: number, localNow: number, offset: number): n
   return Math.max(0, expiresAt - serverNow(localNow, offset));
 }
 
+/**
+ * Time left for a message, never more than its whole life (`expires_at − ts`):
+ * an offset estimate a few milliseconds off must not show "5:01" for a
+ * five-minute message.
+ */
+export function messageTimeLeft(ts: number, expiresAt: number, localNow: number, offset: number): number {
+  return Math.min(Math.max(0, expiresAt - ts), timeLeft(expiresAt, localNow, offset));
+}
+
 export function isExpired(expiresAt: number, localNow: number, offset: number): boolean {
   return serverNow(localNow, offset) >= expiresAt;
 }

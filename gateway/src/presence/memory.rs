@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
 use super::{Presence, PresenceError, PresenceEvent};
@@ -97,18 +97,7 @@ impl Presence for MemoryPresence {
     }
 
     fn subscribe(&self) -> BoxStream<'static, PresenceEvent> {
-        futures::stream::unfold(self.events.subscribe(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(event) => return Some((event, rx)),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "presence events fell behind");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        super::broadcast_stream(self.events.subscribe())
     }
 
     fn is_ready(&self) -> bool {
@@ -124,6 +113,7 @@ impl Presence for MemoryPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     fn member(id: &str) -> Member {
         Member {

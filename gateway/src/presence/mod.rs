@@ -1,11 +1,13 @@
 //! Who is in which room, across every gateway: [`memory::MemoryPresence`]
-//! for one process, Redis for many. A user with several connections in a
+//! for one process, [`redis::RedisPresence`] for many. A user with several connections in a
 //! room is one member, who leaves when the last connection does.
 
 pub mod memory;
+pub mod redis;
 
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::broadcast;
 
 use crate::protocol::Member;
 
@@ -52,4 +54,21 @@ pub trait Presence: Send + Sync + 'static {
 
     /// Removes everything this gateway added (on shutdown).
     fn clear(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The events of a broadcast channel as a stream; a subscriber that falls
+/// behind skips what it missed, with a warning.
+fn broadcast_stream(receiver: broadcast::Receiver<PresenceEvent>) -> BoxStream<'static, PresenceEvent> {
+    futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "presence events fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
 }

@@ -84,7 +84,10 @@ impl Gateway {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("gateway exited early with {status}");
             }
-            if http_get(self.addr, "/healthz").await.is_some_and(|(code, _)| code == 200) {
+            if http_get(self.addr, "/healthz")
+                .await
+                .is_some_and(|(code, _)| code == 200)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -143,7 +146,10 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .ok()?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let code = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -170,7 +176,10 @@ impl Client {
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::text(frame.to_string())).await.expect("send frame");
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send frame");
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -199,7 +208,10 @@ impl Client {
             if frame["type"] == kind {
                 return frame;
             }
-            assert_ne!(frame["type"], "error", "unexpected error while waiting for {kind}: {frame}");
+            assert_ne!(
+                frame["type"], "error",
+                "unexpected error while waiting for {kind}: {frame}"
+            );
         }
     }
 

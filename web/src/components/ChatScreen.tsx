@@ -152,9 +152,9 @@ export function ChatScreen({ name, onChangeName }: Props) {
           <EmptyState ttlMs={state.ttlMs} onJoin={(r) => void join(r)} />
         ) : (
           <>
-            <MessageList key={room.id} room={room} offset={state.offset} ttlMs={state.ttlMs} />
+            <MessageList key={`list-${room.id}`} room={room} offset={state.offset} ttlMs={state.ttlMs} />
             <Composer
-              key={room.id}
+              key={`composer-${room.id}`}
               room={room.id}
               value={drafts[room.id] ?? ''}
               maxBytes={state.limits.max_text_bytes}
@@ -174,6 +174,7 @@ export function ChatScreen({ name, onChangeName }: Props) {
           members={room.members}
           selfId={state.self?.id ?? null}
           open={membersOpen}
+          stale={room.status !== 'joined'}
           onClose={() => {
             setMembersOpen(false);
           }}

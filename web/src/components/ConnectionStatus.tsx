@@ -19,6 +19,20 @@ export function statusLabel(state: Pick<ChatState, 'status' | 'retryAt' | 'fatal
   }
 }
 
+/** A few characters for narrow screens. */
+export function shortStatusLabel(state: Pick<ChatState, 'status' | 'retryAt' | 'fatal'>, now: number): string {
+  switch (state.status) {
+    case 'connecting':
+      return 'Connecting';
+    case 'online':
+      return '';
+    case 'reconnecting':
+      return `Retry ${secondsUntil(state.retryAt, now)}s`;
+    case 'offline':
+      return state.fatal?.code === 'closed_unauthorized' ? 'Unauthorized' : 'Offline';
+  }
+}
+
 /** The always-visible connection pill. `data-state` is for browser tests. */
 export function ConnectionStatus({ state }: { state: ChatState }) {
   const now = useNow(state.status === 'reconnecting' ? 250 : 5000);
@@ -32,7 +46,13 @@ export function ConnectionStatus({ state }: { state: ChatState }) {
       title={state.gateway !== null && state.status === 'online' ? `Connected to ${state.gateway}` : label}
     >
       <span className="status-dot" aria-hidden="true" />
-      <span className="status-label">{label}</span>
+      <span className="sr-only">{label}</span>
+      <span className="status-label" aria-hidden="true">
+        {label}
+      </span>
+      <span className="status-label-short" aria-hidden="true">
+        {shortStatusLabel(state, now)}
+      </span>
     </div>
   );
 }

@@ -8,12 +8,14 @@ interface Props {
   members: readonly Member[];
   selfId: string | null;
   open: boolean;
+  /** The list is from before a reconnect and may be out of date. */
+  stale: boolean;
   onClose: () => void;
 }
 
 const collator = new Intl.Collator(undefined, { sensitivity: 'base' });
 
-export function MembersPanel({ id, room, members, selfId, open, onClose }: Props) {
+export function MembersPanel({ id, room, members, selfId, open, stale, onClose }: Props) {
   const sorted = [...members].sort((a, b) => {
     if (a.id === selfId) return -1;
     if (b.id === selfId) return 1;
@@ -29,7 +31,8 @@ export function MembersPanel({ id, room, members, selfId, open, onClose }: Props
           <Icon name="close" />
         </button>
       </div>
-      <ul className="member-list" data-testid="member-list">
+      {members.length === 0 && <p className="members-empty">Who is here shows up once the room is joined.</p>}
+      <ul className={`member-list${stale ? ' is-stale' : ''}`} data-testid="member-list" aria-busy={stale}>
         {sorted.map((m) => (
           <li key={m.id} className="member" data-testid="member" data-id={m.id}>
             <Avatar name={m.name} size="sm" />

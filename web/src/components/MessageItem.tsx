@@ -1,6 +1,6 @@
 import { memo } from 'react';
 import type { ChatMessage } from '../client.ts';
-import { lifeLeft, timeLeft, toLocalTime } from '../expiry.ts';
+import { lifeLeft, messageTimeLeft, toLocalTime } from '../expiry.ts';
 import { Avatar } from './Avatar.tsx';
 import { ExpiryIndicator } from './ExpiryIndicator.tsx';
 import { LinkifiedText } from './LinkifiedText.tsx';
@@ -20,7 +20,7 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute:
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
 export const MessageItem = memo(function MessageItem({ message, grouped, now, offset }: Props) {
-  const left = timeLeft(message.expires_at, now, offset);
+  const left = messageTimeLeft(message.ts, message.expires_at, now, offset);
   const life = lifeLeft(message.ts, message.expires_at, now, offset);
   const sent = new Date(toLocalTime(message.ts, offset));
   const fading = left <= FADE_MS;

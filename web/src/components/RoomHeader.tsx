@@ -73,7 +73,7 @@ export function RoomHeader(props: Props) {
           <>
             <button
               type="button"
-              className="icon-button"
+              className="icon-button copy-link"
               onClick={() => void copy(room.id)}
               aria-label={copied ? 'Link copied' : `Copy link to #${room.id}`}
               title={copied ? 'Link copied' : 'Copy link to this room'}
