@@ -116,12 +116,17 @@ export function useChat(name: string): ChatApi {
 
   // ---- connection lifetime
   useEffect(() => {
-    client.connect();
+    // Deferred a tick so that StrictMode's mount → unmount → mount in
+    // development does not open a socket only to close it at once.
+    const start = setTimeout(() => {
+      client.connect();
+    }, 0);
     const retry = () => {
       client.reconnectNow();
     };
     window.addEventListener('online', retry);
     return () => {
+      clearTimeout(start);
       window.removeEventListener('online', retry);
       client.disconnect();
     };

@@ -23,10 +23,11 @@ use super::{Bus, BusError, Delivery, Received};
 use crate::config::KafkaConfig;
 use crate::protocol::ChatMessage;
 
-/// How long the broker may take to accept a message before `send` answers
-/// `unavailable`; librdkafka gives up on the message at the same moment, so
-/// an `unavailable` message is really not sent.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the broker may take to accept a message before librdkafka gives
+/// up on it and `send` answers `unavailable` (so an `unavailable` message is
+/// really not sent). librdkafka checks timeouts once a second, and retries a
+/// lost broker at most every second, so the answer comes within 5 s.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often the gateway checks the broker for readiness and new partitions.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,6 +66,8 @@ impl KafkaBus {
             .set("client.id", gateway_id)
             .set("acks", "all")
             .set("enable.idempotence", "true")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("retry.backoff.max.ms", "1000")
             .set("linger.ms", "2")
             .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
             .create()

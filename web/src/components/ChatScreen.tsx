@@ -152,7 +152,11 @@ export function ChatScreen({ name, onChangeName }: Props) {
           <EmptyState ttlMs={state.ttlMs} onJoin={(r) => void join(r)} />
         ) : (
           <>
-            <MessageList key={`list-${room.id}`} room={room} offset={state.offset} ttlMs={state.ttlMs} />
+            <MessageList
+              key={`list-${room.id}`}
+              room={room}
+              online={state.status === 'online'}
+              offset={state.offset} ttlMs={state.ttlMs} />
             <Composer
               key={`composer-${room.id}`}
               room={room.id}

@@ -58,7 +58,7 @@ export function Composer({ room, value, maxBytes, status, onChange, onSend }: Pr
   const hint =
     status === 'online'
       ? 'Enter to send · Shift+Enter for a new line'
-      : 'Not connected — you can type; sending waits for the connection.';
+      : 'Not connected — keep typing; send once the connection is back.';
 
   return (
     <form className={`composer${failed ? ' has-failed' : ''}`} onSubmit={onSubmit} aria-label={`Send a message to #${room}`}>

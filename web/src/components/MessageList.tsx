@@ -7,6 +7,7 @@ import { MessageItem } from './MessageItem.tsx';
 
 interface Props {
   room: RoomState;
+  online: boolean;
   offset: number;
   ttlMs: number | null;
 }
@@ -20,7 +21,7 @@ function groupedWithPrevious(prev: ChatMessage | undefined, m: ChatMessage): boo
   return prev?.user.id === m.user.id && m.ts - prev.ts < GROUP_GAP_MS && m.ts >= prev.ts;
 }
 
-export function MessageList({ room, offset, ttlMs }: Props) {
+export function MessageList({ room, online, offset, ttlMs }: Props) {
   const now = useNow(1000);
   const scroller = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
@@ -66,7 +67,7 @@ export function MessageList({ room, offset, ttlMs }: Props) {
         {visible.length === 0 ? (
           <div className="room-quiet" data-testid="room-empty">
             {room.status === 'joining' ? (
-              <p>Joining #{room.id}…</p>
+              <p>{online ? `Joining #${room.id}…` : `#${room.id} opens once the connection is back.`}</p>
             ) : (
               <>
                 <p className="room-quiet-title">It’s quiet in #{room.id}.</p>
