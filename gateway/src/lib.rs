@@ -13,7 +13,8 @@
 //! - [`bus`]: where messages travel: in memory or Kafka.
 //! - [`presence`]: who is in which room across gateways.
 //! - [`auth`], [`ratelimit`]: per-connection checks.
-//! - [`metrics`], [`web`], [`clock`]: Prometheus, the bundled UI, time.
+//! - [`metrics`], [`telemetry`]: Prometheus metrics; logs and OTLP traces.
+//! - [`web`], [`clock`]: the bundled UI, time.
 
 pub mod auth;
 pub mod bus;
@@ -27,4 +28,5 @@ pub mod ratelimit;
 pub mod rooms;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod web;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use whisper_gateway::config::{Config, Settings};
-use whisper_gateway::server;
+use whisper_gateway::{server, telemetry};
 
 /// The exit status for a bad setting (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -37,10 +37,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let _telemetry = match telemetry::init("whisper-gateway", filter) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("whisper-gateway: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
 
     match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,

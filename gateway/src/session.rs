@@ -235,8 +235,14 @@ impl Session {
             ClientFrame::Ping { reference } => self.push(ServerFrame::Pong {
                 reference: reference.as_deref(),
             }),
-            ClientFrame::Join { room, since } => self.join(&user, room, since).await,
-            ClientFrame::Leave { room } => self.leave(&user, room).await,
+            ClientFrame::Join { room, since } => {
+                let span = tracing::info_span!("join", room);
+                self.join(&user, room, since).instrument(span).await;
+            }
+            ClientFrame::Leave { room } => {
+                let span = tracing::info_span!("leave", room);
+                self.leave(&user, room).instrument(span).await;
+            }
             ClientFrame::Send { room, text, reference } => return Ok(self.send(user, room, text, reference)),
         }
         Ok(None)
@@ -353,9 +359,12 @@ impl Session {
             ts,
             expires_at: ts + self.state.config.ttl.as_millis() as i64,
         };
-        let delivery = self.state.bus.publish(&message);
+        let span = tracing::info_span!("publish", room = message.room, id = message.id);
+        let delivery = span.in_scope(|| self.state.bus.publish(&message));
         let ChatMessage { room, id, .. } = message;
-        Some(Box::pin(async move { (reference, room, id, delivery.await) }))
+        Some(Box::pin(
+            async move { (reference, room, id, delivery.await) }.instrument(span),
+        ))
     }
 
     fn delivered(&self, reference: Option<String>, room: String, id: String, result: Result<(), BusError>) {
