@@ -560,6 +560,7 @@ export class ChatClient {
   }
 
   private onAck(frame: AckFrame): void {
+    if (frame.ref === undefined) return;
     const pending = this.pendingSends.get(frame.ref);
     if (pending === undefined) return;
     this.pendingSends.delete(frame.ref);

@@ -3,6 +3,7 @@ import {
   SkewEstimator,
   combineOffset,
   describeTimeLeft,
+  durationWords,
   formatTimeLeft,
   isExpired,
   lifeLeft,
@@ -12,6 +13,7 @@ import {
   serverNow,
   timeLeft,
   toLocalTime,
+  urgency,
 } from './expiry.ts';
 
 describe('offset samples', () => {
@@ -163,5 +165,18 @@ describe('time left', () => {
     expect(describeTimeLeft(60_000)).toBe('1 minute left');
     expect(describeTimeLeft(1_000)).toBe('1 second left');
     expect(describeTimeLeft(0)).toBe('expiring now');
+    expect(durationWords(300_000)).toBe('5 minutes');
+    expect(durationWords(15_000)).toBe('15 seconds');
+    expect(durationWords(90_000)).toBe('1 minute 30 seconds');
+    expect(durationWords(0)).toBe('0 seconds');
+  });
+
+  it('grows urgent towards the end of a message’s life', () => {
+    expect(urgency(240_000, 0.8)).toBe('ok');
+    expect(urgency(60_000, 0.2)).toBe('warn');
+    expect(urgency(15_000, 0.05)).toBe('danger');
+    // A 15 s message starts calm and ends red.
+    expect(urgency(14_000, 14 / 15)).toBe('ok');
+    expect(urgency(3_000, 0.2)).toBe('danger');
   });
 });

@@ -162,14 +162,25 @@ export function formatTimeLeft(ms: number): string {
   return `${m}:${String(s).padStart(2, '0')}`;
 }
 
-/** Words for screen readers: "4 minutes 5 seconds left". */
-export function describeTimeLeft(ms: number): string {
+/** A duration in words, rounded up to the second: "4 minutes 5 seconds". */
+export function durationWords(ms: number): string {
   const secs = Math.max(0, Math.ceil(ms / 1000));
-  if (secs === 0) return 'expiring now';
   const m = Math.floor(secs / 60);
   const s = secs % 60;
   const parts: string[] = [];
   if (m > 0) parts.push(`${m} minute${m === 1 ? '' : 's'}`);
-  if (s > 0) parts.push(`${s} second${s === 1 ? '' : 's'}`);
-  return `${parts.join(' ')} left`;
+  if (s > 0 || m === 0) parts.push(`${s} second${s === 1 ? '' : 's'}`);
+  return parts.join(' ');
+}
+
+/** Words for screen readers: "4 minutes 5 seconds left". */
+export function describeTimeLeft(ms: number): string {
+  return ms <= 0 ? 'expiring now' : `${durationWords(ms)} left`;
+}
+
+/** How urgent the countdown looks: by share of life left, and never calm in the last seconds. */
+export function urgency(left: number, life: number): 'ok' | 'warn' | 'danger' {
+  if (life <= 0.05 || left <= 5_000) return 'danger';
+  if (life <= 0.2) return 'warn';
+  return 'ok';
 }

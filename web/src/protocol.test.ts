@@ -67,6 +67,8 @@ describe('parseServerFrame accepts every server frame of the spec', () => {
   it('ack', () => {
     const ack = { type: 'ack', ref: 'c-1', room: 'lobby', id: 'm-1' };
     expect(ok(ack)).toEqual(ack);
+    // `ref` is echoed only when the send had one.
+    expect(ok({ type: 'ack', room: 'lobby', id: 'm-1' })).toEqual({ type: 'ack', room: 'lobby', id: 'm-1' });
   });
 
   it('presence', () => {
@@ -145,7 +147,7 @@ describe('parseServerFrame rejects garbage', () => {
         limits: { max_text_bytes: '2000', messages_per_second: 5, burst: 10, max_rooms: 32 },
       },
     ],
-    ['ack without ref', { type: 'ack', room: 'a', id: 'm' }],
+    ['ack without id', { type: 'ack', ref: 'c-1', room: 'a' }],
     ['presence without left', { type: 'presence', room: 'a', joined: [] }],
     ['error without message', { type: 'error', code: 'empty' }],
     ['error with numeric ref', { type: 'error', code: 'empty', message: 'm', ref: 3 }],

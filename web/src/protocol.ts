@@ -104,7 +104,8 @@ export interface LeftFrame {
 
 export interface AckFrame {
   type: 'ack';
-  ref: string;
+  /** Echo of the `send`'s ref; absent when the send had none. */
+  ref?: string;
   room: string;
   id: string;
 }
@@ -332,7 +333,7 @@ function decode(o: Obj): ServerFrame {
     case 'message':
       return message(o);
     case 'ack':
-      return { type, ref: str(o, 'ref'), room: str(o, 'room'), id: str(o, 'id') };
+      return withRef({ type, room: str(o, 'room'), id: str(o, 'id') }, optStr(o, 'ref'));
     case 'presence':
       return { type, room: str(o, 'room'), joined: members(o, 'joined'), left: members(o, 'left') };
     case 'error':

@@ -45,7 +45,10 @@ pub struct KafkaBus {
     config: KafkaConfig,
     group: String,
     ttl: Duration,
+    /// The broker answers.
     ready: Arc<AtomicBool>,
+    /// The consumer has its partitions, so history is on its way.
+    assigned: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -79,6 +82,7 @@ impl KafkaBus {
             group: format!("whisper-gateway-{gateway_id}"),
             ttl,
             ready: Arc::new(AtomicBool::new(true)),
+            assigned: Arc::new(AtomicBool::new(false)),
         };
         bus.watch_readiness();
         Ok(bus)
@@ -152,7 +156,7 @@ impl Bus for KafkaBus {
             Ok(consumer) => {
                 let topic = self.config.topic.clone();
                 let start = crate::clock::now_ms() - self.ttl.as_millis() as i64;
-                tokio::spawn(consume(Arc::new(consumer), topic, start, tx));
+                tokio::spawn(consume(Arc::new(consumer), topic, start, tx, self.assigned.clone()));
             }
             Err(e) => {
                 let _ = tx.try_send(Err(e));
@@ -162,7 +166,7 @@ impl Bus for KafkaBus {
     }
 
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.assigned.load(Ordering::Relaxed)
     }
 
     fn flush(&self, timeout: Duration) -> BoxFuture<'static, ()> {
@@ -180,6 +184,7 @@ async fn consume(
     topic: String,
     start_ms: i64,
     tx: mpsc::Sender<Result<Received, BusError>>,
+    ready: Arc<AtomicBool>,
 ) {
     let mut assigned = 0;
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
@@ -187,7 +192,10 @@ async fn consume(
         tokio::select! {
             _ = tick.tick() => {
                 match assign_new_partitions(&consumer, &topic, assigned, start_ms).await {
-                    Ok(count) => assigned = count,
+                    Ok(count) => {
+                        assigned = count;
+                        ready.store(count > 0, Ordering::Relaxed);
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot assign Kafka partitions yet"),
                 }
             }
@@ -234,7 +242,23 @@ async fn assign_new_partitions(
             list.add_partition_offset(&topic, p as i32, offset)?;
         }
         if assigned == 0 {
+            // A partition with nothing newer than `start_ms` starts at the end
+            // it had *before* the lookup: every record past that end is newer.
+            // ("End" itself would mean the end when fetching starts, and lose
+            // what arrives in between.)
+            let mut ends = Vec::new();
+            for p in 0..partitions as i32 {
+                ends.push(consumer.fetch_watermarks(&topic, p, METADATA_TIMEOUT)?.1);
+            }
             list = consumer.offsets_for_times(list, METADATA_TIMEOUT)?;
+            for (p, end) in ends.into_iter().enumerate() {
+                if list
+                    .find_partition(&topic, p as i32)
+                    .is_none_or(|e| !matches!(e.offset(), Offset::Offset(_)))
+                {
+                    list.set_partition_offset(&topic, p as i32, Offset::Offset(end))?;
+                }
+            }
         }
         consumer.incremental_assign(&list)?;
         tracing::info!(topic, from = assigned, to = partitions, "assigned Kafka partitions");

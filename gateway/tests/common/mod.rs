@@ -56,7 +56,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts a gateway with these settings and waits until it answers.
+    /// Starts a gateway with these settings and waits until it is ready.
     pub async fn start(settings: &[(&str, &str)]) -> Gateway {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let id = unique("gw");
@@ -74,11 +74,11 @@ impl Gateway {
         }
         let child = command.spawn().expect("start whisper-gateway");
         let mut gateway = Gateway { addr, id, child };
-        gateway.wait_healthy().await;
+        gateway.wait_ready().await;
         gateway
     }
 
-    async fn wait_healthy(&mut self) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -92,7 +92,7 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("gateway on {} did not become healthy", self.addr);
+        panic!("gateway on {} did not become ready", self.addr);
     }
 
     pub fn url(&self) -> String {

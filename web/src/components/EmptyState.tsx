@@ -1,3 +1,4 @@
+import { durationWords } from '../expiry.ts';
 import { LogoMark } from './Logo.tsx';
 
 interface Props {
@@ -9,15 +10,14 @@ const SUGGESTED = ['lobby', 'random', 'help'];
 
 /** Shown when no room is open. */
 export function EmptyState({ ttlMs, onJoin }: Props) {
-  const minutes = ttlMs === null ? 'a few' : String(Math.round(ttlMs / 60_000));
+  const ttl = ttlMs === null ? 'a few minutes' : durationWords(ttlMs);
   return (
     <div className="empty-state" data-testid="empty-state">
       <LogoMark size={56} />
       <h2>Pick a room to start whispering</h2>
       <p>
         Rooms appear the moment someone joins them — type any name on the left, or try one of these. Share the
-        address bar link and others land in the same room. Every message fades away {minutes} minutes after it is
-        sent.
+        address bar link and others land in the same room. Every message fades away {ttl} after it is sent.
       </p>
       <div className="quick-rooms">
         {SUGGESTED.map((room) => (

@@ -1,4 +1,4 @@
-import { describeTimeLeft, formatTimeLeft } from '../expiry.ts';
+import { describeTimeLeft, formatTimeLeft, urgency } from '../expiry.ts';
 
 interface Props {
   /** Milliseconds left, on the server clock. */
@@ -13,7 +13,7 @@ const CIRCUMFERENCE = 2 * Math.PI * R;
 
 /** A draining ring and a countdown: how long until the message is gone. */
 export function ExpiryIndicator({ left, life, expiresAt }: Props) {
-  const level = left <= 15_000 ? 'danger' : left <= 60_000 ? 'warn' : 'ok';
+  const level = urgency(left, life);
   return (
     <span
       className={`expiry expiry-${level}`}

@@ -1,6 +1,6 @@
 import { useLayoutEffect, useRef, useState } from 'react';
 import type { ChatMessage, RoomState } from '../client.ts';
-import { isExpired } from '../expiry.ts';
+import { durationWords, isExpired } from '../expiry.ts';
 import { useNow } from '../useNow.ts';
 import { Icon } from './Icon.tsx';
 import { MessageItem } from './MessageItem.tsx';
@@ -52,7 +52,7 @@ export function MessageList({ room, online, offset, ttlMs }: Props) {
     el.scrollTo({ top: el.scrollHeight, behavior: 'smooth' });
   };
 
-  const minutes = ttlMs === null ? 'a few' : String(Math.round(ttlMs / 60_000));
+  const ttl = ttlMs === null ? 'a few minutes' : durationWords(ttlMs);
 
   return (
     <div className="messages-wrap">
@@ -71,7 +71,7 @@ export function MessageList({ room, online, offset, ttlMs }: Props) {
             ) : (
               <>
                 <p className="room-quiet-title">It’s quiet in #{room.id}.</p>
-                <p>Say something. It will fade away {minutes} minutes after you send it.</p>
+                <p>Say something. It will fade away {ttl} after you send it.</p>
               </>
             )}
           </div>

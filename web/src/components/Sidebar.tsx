@@ -1,5 +1,6 @@
 import type { RoomState } from '../client.ts';
 import type { Member } from '../protocol.ts';
+import { durationWords } from '../expiry.ts';
 import { THEME_CHOICES, type ThemeChoice } from '../theme.ts';
 import { Avatar } from './Avatar.tsx';
 import { Icon, type IconName } from './Icon.tsx';
@@ -31,7 +32,7 @@ const THEME_LABEL: Record<ThemeChoice, string> = { system: 'System theme', light
 
 export function Sidebar(props: Props) {
   const { notifications, theme } = props;
-  const minutes = props.ttlMs === null ? null : Math.round(props.ttlMs / 60_000);
+
   const nextTheme = THEME_CHOICES[(THEME_CHOICES.indexOf(theme) + 1) % THEME_CHOICES.length] ?? 'system';
   return (
     <aside id={props.id} className={`sidebar${props.open ? ' is-open' : ''}`} aria-label="Rooms and settings">
@@ -43,7 +44,7 @@ export function Sidebar(props: Props) {
       </div>
       <p className="sidebar-tagline">
         <Icon name="clock" size={14} />
-        {minutes === null ? 'Messages fade after a few minutes' : `Messages fade after ${minutes} min`}
+        {props.ttlMs === null ? 'Messages fade after a few minutes' : `Messages fade after ${durationWords(props.ttlMs)}`}
       </p>
       <JoinRoomForm onJoin={props.onJoin} />
       <RoomList rooms={props.rooms} activeRoom={props.activeRoom} onSelect={props.onSelect} onLeave={props.onLeave} />
