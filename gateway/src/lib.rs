@@ -13,7 +13,7 @@
 //! - [`bus`]: where messages travel: in memory or Kafka.
 //! - [`presence`]: who is in which room across gateways.
 //! - [`auth`], [`ratelimit`]: per-connection checks.
-//! - [`metrics`], [`telemetry`]: Prometheus metrics; logs and OTLP traces.
+//! - [`metrics`]: Prometheus metrics (logs, traces and the topic policy: the `whisper-common` crate).
 //! - [`web`], [`clock`]: the bundled UI, time.
 
 pub mod auth;
@@ -28,5 +28,4 @@ pub mod ratelimit;
 pub mod rooms;
 pub mod server;
 pub mod session;
-pub mod telemetry;
 pub mod web;

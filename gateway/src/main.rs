@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use whisper_gateway::config::{Config, Settings};
-use whisper_gateway::{server, telemetry};
+use whisper_gateway::server;
 
 /// The exit status for a bad setting (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let _telemetry = match telemetry::init("whisper-gateway", filter) {
+    let _telemetry = match whisper_common::telemetry::init("whisper-gateway", filter) {
         Ok(telemetry) => telemetry,
         Err(e) => {
             eprintln!("whisper-gateway: {e}");

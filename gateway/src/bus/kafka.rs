@@ -32,13 +32,6 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(4);
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `segment.ms` for a topic whose `retention.ms` is `ttl`: short enough
-/// that the active segment rolls and expired messages are really deleted
-/// soon after they expire, long enough not to make a segment per message.
-pub fn segment_ms(ttl: Duration) -> u64 {
-    (ttl.as_millis() as u64 / 5).clamp(1_000, 60_000)
-}
-
 /// A producer and a consumer on one topic.
 pub struct KafkaBus {
     producer: FutureProducer,
@@ -283,13 +276,12 @@ async fn ensure_topic(config: &KafkaConfig, ttl: Duration) -> Result<(), BusErro
         .set("bootstrap.servers", &config.brokers)
         .create()
         .map_err(|e| BusError::Setup(format!("Kafka admin client: {e}")))?;
-    let retention = ttl.as_millis().to_string();
-    let segment = segment_ms(ttl).to_string();
+    let configs = whisper_common::topic::configs(ttl);
     // -1: the broker's default partition count and replication factor.
-    let topic = NewTopic::new(&config.topic, -1, TopicReplication::Fixed(-1))
-        .set("retention.ms", &retention)
-        .set("cleanup.policy", "delete")
-        .set("segment.ms", &segment);
+    let mut topic = NewTopic::new(&config.topic, -1, TopicReplication::Fixed(-1));
+    for (key, value) in &configs {
+        topic = topic.set(key, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
     let results = admin
         .create_topics([&topic], &options)
@@ -297,7 +289,7 @@ async fn ensure_topic(config: &KafkaConfig, ttl: Duration) -> Result<(), BusErro
         .map_err(|e| BusError::Setup(format!("cannot reach Kafka at {}: {e}", config.brokers)))?;
     match results.into_iter().next() {
         Some(Ok(_)) => {
-            tracing::info!(topic = config.topic, retention_ms = retention, "created Kafka topic");
+            tracing::info!(topic = config.topic, ttl = ?ttl, "created Kafka topic");
             Ok(())
         }
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(()),
@@ -308,14 +300,6 @@ async fn ensure_topic(config: &KafkaConfig, ttl: Duration) -> Result<(), BusErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn segments_roll_well_within_the_ttl() {
-        assert_eq!(segment_ms(Duration::from_secs(3)), 1_000);
-        assert_eq!(segment_ms(Duration::from_secs(120)), 24_000);
-        assert_eq!(segment_ms(Duration::from_secs(300)), 60_000);
-        assert_eq!(segment_ms(Duration::from_secs(86_400)), 60_000);
-    }
 
     #[test]
     fn decodes_records_and_rejects_garbage() {

@@ -1,4 +1,5 @@
-//! Logs and traces: `tracing` to stderr, filtered by `WHISPER_LOG`, and, when
+//! Logs and traces: `tracing` to stderr,
+//! filtered by `WHISPER_LOG`, and, when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans exported over OTLP/HTTP (the
 //! standard `OTEL_*` variables tune the exporter).
 
