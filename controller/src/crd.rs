@@ -16,6 +16,8 @@ pub const MIN_RETENTION_MS: i64 = 1_000;
 pub const MAX_RETENTION_MS: i64 = 86_400_000;
 
 /// What the user asks for: the topic, the presence store and the gateways.
+// Several printer columns share a type: not a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "whisperrooms.io",
