@@ -39,4 +39,11 @@ export default defineConfig([
     extends: [js.configs.recommended],
     languageOptions: { globals: globals.node },
   },
+  {
+    // Browser tests: Node modules whose page.evaluate callbacks run in the page.
+    files: ['e2e/**/*.mjs'],
+    extends: [js.configs.recommended],
+    languageOptions: { globals: { ...globals.node, ...globals.browser } },
+    rules: { eqeqeq: ['error', 'always'] },
+  },
 ]);

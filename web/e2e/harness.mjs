@@ -161,7 +161,7 @@ class Gateway {
   async stop(signal = 'SIGTERM', timeout = 20_000) {
     if (this.running) {
       this.child.kill(signal);
-      const done = await Promise.race([this.exited, sleep(timeout, 'timeout')]);
+      const done = await Promise.race([this.exited, sleep(timeout, 'timeout', { ref: false })]);
       if (done === 'timeout') {
         this.child.kill('SIGKILL');
         await this.exited;
@@ -395,6 +395,19 @@ export function seenStates(page) {
   return page.evaluate(() => (/** @type {any} */ (window).__e2eStates ?? []).slice());
 }
 
+/**
+ * Saves `<name>.png` in the screenshots folder, after checking that the
+ * page does not overflow sideways (a layout bug a picture can hide).
+ */
+export async function screenshot(page, name) {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `${name}: the page is ${overflow}px wider than the viewport`);
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  const file = path.join(SCREENSHOTS, `${name}.png`);
+  await page.screenshot({ path: file, animations: 'disabled', caret: 'hide' });
+  return file;
+}
+
 // ------------------------------------------------------------------ scenarios
 
 /** One scenario's gateways, browser and pages; `cleanup` stops them all. */
@@ -480,7 +493,7 @@ export function scenario(name, body, { timeout = TIMEOUTS.scenario } = {}) {
     return;
   }
   test(name, { timeout }, async () => {
-    if (svc.problem !== null) assert.fail(`CI=true and ${svc.problem}`);
+    if (svc.problem !== null) assert.fail(`under CI=true the browser tests need the services: ${svc.problem}`);
     const s = new Scenario(name, svc);
     try {
       await body(s);

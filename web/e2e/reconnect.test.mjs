@@ -8,6 +8,7 @@ import {
   messages,
   recordStates,
   scenario,
+  screenshot,
   seenStates,
   send,
   tid,
@@ -31,7 +32,7 @@ scenario('a page reconnects by itself to a restarted gateway and catches up with
   const bob = await s.user(gwB, 'Bob', { room });
   await waitForMembers(alice, ['Alice', 'Bob']);
 
-  const before = ['Alice: are you there?', 'Bob: yes, on gateway B'];
+  const before = ['Are you there?', 'Yes, on gateway B'];
   await send(alice, before[0]);
   await send(bob, before[1]);
   await waitForMessage(alice, before[1]);
@@ -44,11 +45,12 @@ scenario('a page reconnects by itself to a restarted gateway and catches up with
   assert.match((await tid(bob, 'connection-banner').textContent()) ?? '', /Connection lost|Reconnecting/);
   await until('Bob\'s page has shown "reconnecting"', () => seenStates(bob), (st) => st.includes('reconnecting'));
   assert.notEqual(await tid(bob, 'connection-status').getAttribute('data-state'), 'online');
+  await screenshot(bob, 'reconnecting-light-desktop');
   // His gateway said goodbye for him: Alice sees him go.
   await waitForMembers(alice, ['Alice']);
 
   // Alice keeps talking while Bob is away.
-  const away = ['Alice: Bob?', 'Alice: your gateway went down', 'Alice: tell me when you see this'];
+  const away = ['Bob?', 'Your gateway went down', 'Tell me when you see this'];
   for (const text of away) await send(alice, text);
   assert.notEqual(await tid(bob, 'connection-status').getAttribute('data-state'), 'online', 'Bob is still away');
 
@@ -83,7 +85,7 @@ scenario('a page reconnects by itself to a restarted gateway and catches up with
 
   // One more round trip through the new gateway: whatever might arrive
   // twice has arrived by the time this shows on both pages.
-  const back = 'Bob: back, and I see all three';
+  const back = 'Back, and I see all three';
   await send(bob, back);
   await waitForMessage(alice, back);
   for (const [who, page] of [

@@ -1,0 +1,161 @@
+//! Leader election on a `coordination.k8s.io` Lease, so several controller
+//! replicas can run and only one acts. A replica takes the lease when it is
+//! free or its holder stopped renewing it; it renews well within the lease
+//! duration, and gives up leadership (the process exits) when it cannot.
+//! Writes use the lease's resourceVersion, so two replicas never both win.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{PostParams, ResourceExt};
+
+/// Timings of the election.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// How long a lease holds without renewal.
+    pub lease: Duration,
+    /// How often the leader renews, and others retry.
+    pub retry: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One replica's side of the election.
+#[derive(Debug, Clone)]
+pub struct Elector {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    timings: Timings,
+}
+
+/// What one attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// This replica holds the lease.
+    Leading,
+    /// Another replica does.
+    Following(String),
+}
+
+impl Elector {
+    pub fn new(api: Api<Lease>, name: &str, identity: &str, timings: Timings) -> Self {
+        Self {
+            api,
+            name: name.to_owned(),
+            identity: identity.to_owned(),
+            timings,
+        }
+    }
+
+    /// Takes or renews the lease if this replica may.
+    pub async fn try_acquire(&self) -> Result<Attempt, kube::Error> {
+        let now = Timestamp::now();
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec(now, now, 0)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(Attempt::Leading),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Following("another replica".into())),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let renewed = spec.renew_time.as_ref().map(|t| t.0);
+        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+        let expired = renewed.is_none_or(|t| {
+            now.duration_since(t)
+                .try_into()
+                .is_ok_and(|elapsed: Duration| elapsed > duration)
+        });
+        let transitions = spec.lease_transitions.unwrap_or(0);
+        let new_spec = if holder == self.identity {
+            self.spec(spec.acquire_time.map_or(now, |t| t.0), now, transitions)
+        } else if expired || holder.is_empty() {
+            self.spec(now, now, transitions + 1)
+        } else {
+            return Ok(Attempt::Following(holder));
+        };
+        lease.spec = Some(new_spec);
+        // Replace carries the resourceVersion read above: a concurrent
+        // writer makes this fail with a conflict instead of both winning.
+        match self
+            .api
+            .replace(&lease.name_any(), &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(Attempt::Leading),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Following(holder)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn spec(&self, acquired: Timestamp, renewed: Timestamp, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(self.timings.lease.as_secs() as i32),
+            acquire_time: Some(MicroTime(acquired)),
+            renew_time: Some(MicroTime(renewed)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// Waits until this replica leads.
+    pub async fn acquire(&self) {
+        let mut last_holder = String::new();
+        loop {
+            match self.try_acquire().await {
+                Ok(Attempt::Leading) => return,
+                Ok(Attempt::Following(holder)) => {
+                    if holder != last_holder {
+                        tracing::info!(holder, "another replica leads; standing by");
+                        last_holder = holder;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the leader lease"),
+            }
+            tokio::time::sleep(self.timings.retry).await;
+        }
+    }
+
+    /// Renews the lease until it cannot; returns when leadership is lost
+    /// (another replica took it, or renewals failed for a lease duration).
+    pub async fn hold(&self) {
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.timings.retry).await;
+            match self.try_acquire().await {
+                Ok(Attempt::Leading) => last_renewal = tokio::time::Instant::now(),
+                Ok(Attempt::Following(holder)) => {
+                    tracing::error!(holder, "lost the leader lease");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the leader lease");
+                    // Stop before the lease can expire and another replica act.
+                    if last_renewal.elapsed() + self.timings.retry * 2 >= self.timings.lease {
+                        tracing::error!("could not renew the leader lease in time");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

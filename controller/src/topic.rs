@@ -1,0 +1,239 @@
+//! The Kafka side: what a topic looks like, and the admin operations the
+//! reconciler needs, behind [`TopicAdmin`] so tests can stand in for Kafka.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A topic as Kafka has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicState {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Topic-level configs that are set on the topic (not broker defaults).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A topic as the ChatCluster asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Kafka could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TopicError(pub String);
+
+/// The admin operations on one Kafka cluster's topics.
+pub trait TopicAdmin: Send + Sync + 'static {
+    /// The topic, or `None` when it does not exist.
+    fn describe<'a>(
+        &'a self,
+        brokers: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicState>, TopicError>>;
+    fn create<'a>(&'a self, brokers: &'a str, spec: &'a TopicSpec) -> BoxFuture<'a, Result<(), TopicError>>;
+    /// Grows the topic to `total` partitions.
+    fn add_partitions<'a>(
+        &'a self,
+        brokers: &'a str,
+        topic: &'a str,
+        total: i32,
+    ) -> BoxFuture<'a, Result<(), TopicError>>;
+    /// Sets the topic-level configs to exactly these.
+    fn set_configs<'a>(
+        &'a self,
+        brokers: &'a str,
+        topic: &'a str,
+        configs: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), TopicError>>;
+    /// Deletes the topic; a missing topic is not an error.
+    fn delete<'a>(&'a self, brokers: &'a str, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>>;
+}
+
+/// [`TopicAdmin`] on real Kafka, one admin client per bootstrap list.
+#[derive(Default)]
+pub struct KafkaAdmin {
+    clients: Mutex<HashMap<String, Arc<AdminClient<DefaultClientContext>>>>,
+}
+
+impl std::fmt::Debug for KafkaAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaAdmin").finish_non_exhaustive()
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> TopicError {
+    TopicError(e.to_string())
+}
+
+impl KafkaAdmin {
+    fn client(&self, brokers: &str) -> Result<Arc<AdminClient<DefaultClientContext>>, TopicError> {
+        let mut clients = self.clients.lock().expect("admin clients lock");
+        if let Some(client) = clients.get(brokers) {
+            return Ok(client.clone());
+        }
+        let client: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("client.id", "whisper-controller")
+            .set("reconnect.backoff.max.ms", "1000")
+            .create()
+            .map_err(err)?;
+        let client = Arc::new(client);
+        clients.insert(brokers.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    fn options() -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(TIMEOUT))
+            .operation_timeout(Some(TIMEOUT))
+    }
+}
+
+/// The first result of a one-topic admin call, with "already so" codes as
+/// success.
+fn single(
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    fine: &[RDKafkaErrorCode],
+) -> Result<(), TopicError> {
+    match results.into_iter().next() {
+        Some(Ok(_)) | None => Ok(()),
+        Some(Err((_, code))) if fine.contains(&code) => Ok(()),
+        Some(Err((topic, code))) => Err(TopicError(format!("{topic}: {code}"))),
+    }
+}
+
+impl TopicAdmin for KafkaAdmin {
+    fn describe<'a>(
+        &'a self,
+        brokers: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicState>, TopicError>> {
+        Box::pin(async move {
+            let client = self.client(brokers)?;
+            let metadata = {
+                let client = client.clone();
+                let topic = topic.to_owned();
+                tokio::task::spawn_blocking(move || client.inner().fetch_metadata(Some(&topic), TIMEOUT))
+                    .await
+                    .map_err(err)?
+                    .map_err(|e| TopicError(format!("cannot reach Kafka at {brokers}: {e}")))?
+            };
+            let Some(t) = metadata.topics().first() else {
+                return Ok(None);
+            };
+            match t.error() {
+                None => {}
+                Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => return Ok(None),
+                Some(e) => return Err(TopicError(format!("topic {topic}: {}", RDKafkaErrorCode::from(e)))),
+            }
+            let partitions = t.partitions().len() as i32;
+            let replication_factor = t.partitions().first().map_or(0, |p| p.replicas().len() as i32);
+            let described = client
+                .describe_configs([&ResourceSpecifier::Topic(topic)], &Self::options())
+                .await
+                .map_err(err)?;
+            let resource = described
+                .into_iter()
+                .next()
+                .ok_or_else(|| err("no config answer"))?
+                .map_err(err)?;
+            let configs = resource
+                .entries
+                .into_iter()
+                .filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic)
+                .filter_map(|e| Some((e.name, e.value?)))
+                .collect();
+            Ok(Some(TopicState {
+                partitions,
+                replication_factor,
+                configs,
+            }))
+        })
+    }
+
+    fn create<'a>(&'a self, brokers: &'a str, spec: &'a TopicSpec) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(async move {
+            let mut topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(spec.replication_factor),
+            );
+            for (key, value) in &spec.configs {
+                topic = topic.set(key, value);
+            }
+            let results = self
+                .client(brokers)?
+                .create_topics([&topic], &Self::options())
+                .await
+                .map_err(err)?;
+            single(results, &[RDKafkaErrorCode::TopicAlreadyExists])
+        })
+    }
+
+    fn add_partitions<'a>(
+        &'a self,
+        brokers: &'a str,
+        topic: &'a str,
+        total: i32,
+    ) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(async move {
+            let partitions = NewPartitions::new(topic, total as usize);
+            let results = self
+                .client(brokers)?
+                .create_partitions([&partitions], &Self::options())
+                .await
+                .map_err(err)?;
+            single(results, &[])
+        })
+    }
+
+    fn set_configs<'a>(
+        &'a self,
+        brokers: &'a str,
+        topic: &'a str,
+        configs: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(async move {
+            let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+            for (key, value) in configs {
+                alter = alter.set(key, value);
+            }
+            let results = self
+                .client(brokers)?
+                .alter_configs([&alter], &Self::options())
+                .await
+                .map_err(err)?;
+            match results.into_iter().next() {
+                Some(Err((_, code))) => Err(TopicError(format!("{topic}: {code}"))),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, brokers: &'a str, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>> {
+        Box::pin(async move {
+            let results = self
+                .client(brokers)?
+                .delete_topics(&[topic], &Self::options())
+                .await
+                .map_err(err)?;
+            single(results, &[RDKafkaErrorCode::UnknownTopicOrPartition])
+        })
+    }
+}
