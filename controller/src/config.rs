@@ -31,6 +31,9 @@ pub struct Settings {
     /// Namespace of the leader Lease [default: the pod's namespace, else `default`]
     #[arg(long, env = "WHISPER_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
+    /// Watch ChatClusters in this namespace only [default: all namespaces]
+    #[arg(long, env = "WHISPER_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
     /// Name of this replica in the Lease and in Events [default: pod name or host name]
     #[arg(long, env = "WHISPER_CONTROLLER_ID")]
     pub id: Option<String>,

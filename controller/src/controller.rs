@@ -107,16 +107,29 @@ impl Context {
     }
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client.clone();
-    let clusters = Api::<ChatCluster>::all(client.clone());
+/// Runs the controller over one namespace or all, until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let client = &ctx.client;
     let config = watcher::Config::default();
-    Controller::new(clusters, config.clone())
-        .owns(Api::<Deployment>::all(client.clone()), config.clone())
-        .owns(Api::<Service>::all(client.clone()), config.clone())
-        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), config.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client), config)
+    Controller::new(api::<ChatCluster>(client, namespace), config.clone())
+        .owns(api::<Deployment>(client, namespace), config.clone())
+        .owns(api::<Service>(client, namespace), config.clone())
+        .owns(api::<HorizontalPodAutoscaler>(client, namespace), config.clone())
+        .owns(api::<PodDisruptionBudget>(client, namespace), config)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -111,11 +111,16 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         let _ = stop_tx.send(lost);
     });
     let mut watch = stop_rx.clone();
-    controller::run(ctx, async move {
+    controller::run(ctx, settings.watch_namespace.as_deref(), async move {
         let _ = watch.changed().await;
     })
     .await;
     metrics.leader.set(0);
+    if let Some(elector) = &elector
+        && !*stop_rx.borrow()
+    {
+        elector.release().await;
+    }
     if *stop_rx.borrow() {
         anyhow::bail!("lost the leader lease; exiting so a fresh replica can stand by");
     }

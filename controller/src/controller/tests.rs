@@ -369,3 +369,20 @@ fn backoff_grows_and_is_capped() {
     assert_eq!(backoff(4), Duration::from_secs(8));
     assert_eq!(backoff(40), Duration::from_secs(300));
 }
+
+#[tokio::test]
+async fn a_missing_crd_is_told_apart_from_other_errors() {
+    let path = "/apis/whisperrooms.io/v1alpha1/chatclusters";
+    let (client, server) = api_server(vec![
+        expect(Method::GET, path, StatusCode::NOT_FOUND, not_found()),
+        expect(
+            Method::GET,
+            path,
+            StatusCode::OK,
+            json!({"apiVersion": "whisperrooms.io/v1alpha1", "kind": "ChatClusterList", "metadata": {}, "items": []}),
+        ),
+    ]);
+    assert!(!crd_installed(&client).await.unwrap());
+    assert!(crd_installed(&client).await.unwrap());
+    server.await.unwrap();
+}

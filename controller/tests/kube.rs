@@ -1,0 +1,601 @@
+//! The controller against a real kube-apiserver + etcd and the real Kafka:
+//! `whisper-controller` processes reconcile ChatClusters applied through the
+//! API, and the tests check Kafka and the API objects as a user would.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use serde_json::{Value, json};
+use whisper_controller::crd::ChatCluster;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A test service's address, or `None` (skip) outside CI.
+fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: the test services are not running (scripts/services up, scripts/kube up)")
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set");
+            None
+        }
+    }
+}
+
+struct Env {
+    kubeconfig: String,
+    kubectl: String,
+    brokers: String,
+    client: Client,
+    namespace: String,
+}
+
+async fn env() -> Option<Env> {
+    let kubeconfig = service("WHISPER_TEST_KUBECONFIG")?;
+    let kubectl = service("WHISPER_KUBECTL")?;
+    let brokers = service("WHISPER_TEST_KAFKA_BROKERS")?;
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = Client::try_from(config).unwrap();
+    install_crd(&client).await;
+    let namespace = format!("t-{}", &uuid_like()[..12]);
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    Some(Env {
+        kubeconfig,
+        kubectl,
+        brokers,
+        client,
+        namespace,
+    })
+}
+
+fn uuid_like() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Applies the committed CRD, as a user would, and waits until it serves.
+async fn install_crd(client: &Client) {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/crd.yaml")).unwrap();
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "chatclusters.whisperrooms.io",
+        &PatchParams::apply("whisper-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    eventually("the CRD is established", || async {
+        let crd = crds.get("chatclusters.whisperrooms.io").await.ok()?;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Polls until `check` gives a value, or fails the test after [`TIMEOUT`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A `whisper-controller` process watching one namespace, killed on drop.
+struct Controller {
+    child: Child,
+    port: u16,
+}
+
+impl Controller {
+    fn start(env: &Env, id: &str) -> Controller {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_whisper-controller"))
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("WHISPER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("WHISPER_WATCH_NAMESPACE", &env.namespace)
+            .env("WHISPER_LEASE_NAMESPACE", &env.namespace)
+            .env("WHISPER_CONTROLLER_ID", id)
+            .env("WHISPER_RESYNC", "2s")
+            .env("WHISPER_LOG", "info,whisper_controller=debug")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Controller { child, port }
+    }
+
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let body = http_get(self.port, "/metrics").await?;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap()
+}
+
+/// The topic's partition count and topic-level configs, if it exists.
+async fn topic(brokers: &str, name: &str) -> Option<(usize, BTreeMap<String, String>)> {
+    let admin = admin(brokers);
+    let metadata = admin.inner().fetch_metadata(Some(name), Duration::from_secs(5)).ok()?;
+    let t = metadata.topics().first()?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return None;
+    }
+    let configs = admin
+        .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
+        .await
+        .ok()?
+        .into_iter()
+        .next()?
+        .ok()?
+        .entries
+        .into_iter()
+        .filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic)
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect();
+    Some((t.partitions().len(), configs))
+}
+
+fn chat_cluster(env: &Env, name: &str, topic: &str, kafka: Value, gateway: Value) -> Value {
+    let mut kafka_spec = json!({"bootstrapServers": env.brokers, "topic": topic, "replicationFactor": 1, "partitions": 3, "retentionMs": 60000});
+    for (k, v) in kafka.as_object().unwrap() {
+        kafka_spec[k] = v.clone();
+    }
+    json!({"apiVersion": "whisperrooms.io/v1alpha1", "kind": "ChatCluster",
+           "metadata": {"name": name, "namespace": env.namespace},
+           "spec": {"kafka": kafka_spec, "redis": {"url": "redis://redis:6379"}, "gateway": gateway}})
+}
+
+async fn apply(env: &Env, object: &Value) {
+    let api: Api<ChatCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.patch(
+        object["metadata"]["name"].as_str().unwrap(),
+        &PatchParams::apply("whisper-tests").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap();
+}
+
+/// Runs kubectl against the test API server; returns (success, stdout + stderr).
+fn kubectl(env: &Env, args: &[&str]) -> (bool, String) {
+    let out = Command::new(&env.kubectl)
+        .args(["--kubeconfig", &env.kubeconfig, "-n", &env.namespace])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn kubectl_apply(env: &Env, object: &Value) -> (bool, String) {
+    let file = std::env::temp_dir().join(format!("chat-{}.json", uuid_like()));
+    std::fs::write(&file, object.to_string()).unwrap();
+    let result = kubectl(
+        env,
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+    );
+    let _ = std::fs::remove_file(file);
+    result
+}
+
+async fn condition(env: &Env, name: &str, type_: &str) -> Option<(String, String)> {
+    let api: Api<ChatCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    let status = api.get(name).await.ok()?.status?;
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn deployment(env: &Env, name: &str) -> Option<Deployment> {
+    Api::<Deployment>::namespaced(env.client.clone(), &env.namespace)
+        .get_opt(name)
+        .await
+        .ok()?
+}
+
+#[tokio::test]
+async fn a_chat_cluster_gets_its_topic_gateways_and_status_and_drift_is_put_back() {
+    let Some(env) = env().await else { return };
+    let _controller = Controller::start(&env, "solo");
+    let topic_name = format!("ctl-{}", &uuid_like()[..10]);
+    apply(
+        &env,
+        &chat_cluster(&env, "demo", &topic_name, json!({}), json!({"replicas": 2})),
+    )
+    .await;
+
+    let (partitions, configs) = eventually("the topic exists", || topic(&env.brokers, &topic_name)).await;
+    assert_eq!(partitions, 3);
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("60000"));
+    assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("delete"));
+    assert!(configs.contains_key("segment.ms"));
+
+    let d = eventually("the Deployment exists", || deployment(&env, "demo-gateway")).await;
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let container = &spec.template.spec.unwrap().containers[0];
+    let env_vars: BTreeMap<String, Option<String>> = container
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    assert_eq!(env_vars["WHISPER_KAFKA_BROKERS"].as_deref(), Some(env.brokers.as_str()));
+    assert_eq!(env_vars["WHISPER_KAFKA_TOPIC"].as_deref(), Some(topic_name.as_str()));
+    assert_eq!(env_vars["WHISPER_MESSAGE_TTL"].as_deref(), Some("60000ms"));
+    assert_eq!(env_vars["WHISPER_REDIS_URL"].as_deref(), Some("redis://redis:6379"));
+    let owner = &d.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("ChatCluster", "demo", Some(true))
+    );
+    let svc = Api::<Service>::namespaced(env.client.clone(), &env.namespace)
+        .get("demo-gateway")
+        .await
+        .unwrap();
+    assert_eq!(svc.metadata.owner_references.unwrap()[0].name, "demo");
+
+    // No kubelet here: the gateways never become ready, and status says so.
+    assert_eq!(
+        eventually("TopicReady is set", || condition(&env, "demo", "TopicReady")).await,
+        ("True".into(), "TopicMatchesSpec".into())
+    );
+    assert_eq!(
+        condition(&env, "demo", "GatewaysReady").await,
+        Some(("False".into(), "GatewaysNotReady".into()))
+    );
+    assert_eq!(
+        condition(&env, "demo", "Ready").await.map(|c| c.0),
+        Some("False".into())
+    );
+    let status = Api::<ChatCluster>::namespaced(env.client.clone(), &env.namespace)
+        .get("demo")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!((status.partitions, status.retention_ms), (Some(3), Some(60000)));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=demo,app.kubernetes.io/name=whisper-gateway")
+    );
+    let (ok, table) = kubectl(&env, &["get", "chat", "demo"]);
+    assert!(ok && table.contains(&topic_name) && table.contains("60000"), "{table}");
+
+    // A new retention reaches the topic.
+    apply(
+        &env,
+        &chat_cluster(
+            &env,
+            "demo",
+            &topic_name,
+            json!({"retentionMs": 120000}),
+            json!({"replicas": 2}),
+        ),
+    )
+    .await;
+    eventually("retention.ms follows the spec", || async {
+        let (_, configs) = topic(&env.brokers, &topic_name).await?;
+        (configs.get("retention.ms")? == "120000").then_some(())
+    })
+    .await;
+
+    // A change behind the controller's back is put back.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(&topic_name))
+        .set("retention.ms", "5000")
+        .set("cleanup.policy", "delete");
+    admin(&env.brokers)
+        .alter_configs([&alter], &AdminOptions::new())
+        .await
+        .unwrap();
+    eventually("the drifted retention.ms is put back", || async {
+        let (_, configs) = topic(&env.brokers, &topic_name).await?;
+        (configs.get("retention.ms")? == "120000" && configs.contains_key("segment.ms")).then_some(())
+    })
+    .await;
+
+    // Partitions grow.
+    apply(
+        &env,
+        &chat_cluster(
+            &env,
+            "demo",
+            &topic_name,
+            json!({"retentionMs": 120000, "partitions": 5}),
+            json!({"replicas": 2}),
+        ),
+    )
+    .await;
+    eventually("the topic has 5 partitions", || async {
+        (topic(&env.brokers, &topic_name).await?.0 == 5).then_some(())
+    })
+    .await;
+
+    let events: Vec<String> = eventually("events were recorded", || async {
+        let list = Api::<Event>::namespaced(env.client.clone(), &env.namespace)
+            .list(&ListParams::default())
+            .await
+            .ok()?;
+        let reasons: Vec<String> = list.items.into_iter().filter_map(|e| e.reason).collect();
+        reasons.iter().any(|r| r == "PartitionsIncreased").then_some(reasons)
+    })
+    .await;
+    for reason in [
+        "TopicCreated",
+        "GatewaysCreated",
+        "TopicConfigured",
+        "PartitionsIncreased",
+    ] {
+        assert!(events.iter().any(|r| r == reason), "no {reason} event in {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn admission_refuses_bad_specs_with_readable_messages() {
+    let Some(env) = env().await else { return };
+    let topic_name = format!("adm-{}", &uuid_like()[..10]);
+    let good = chat_cluster(&env, "strict", &topic_name, json!({"partitions": 6}), json!({}));
+    let (ok, out) = kubectl_apply(&env, &good);
+    assert!(ok, "{out}");
+    for (kafka, message) in [
+        (json!({"partitions": 4}), "kafka.partitions can grow but never shrink"),
+        (json!({"partitions": 6, "topic": "renamed"}), "kafka.topic is immutable"),
+        (
+            json!({"partitions": 6, "retentionMs": 500}),
+            "kafka.retentionMs must be between 1000",
+        ),
+    ] {
+        let mut bad = chat_cluster(&env, "strict", &topic_name, kafka, json!({}));
+        if bad["spec"]["kafka"]["topic"] == "renamed" {
+            bad["spec"]["kafka"]["topic"] = json!("renamed");
+        }
+        let (ok, out) = kubectl_apply(&env, &bad);
+        assert!(!ok, "applied a bad spec: {bad}");
+        assert!(out.contains(message), "message missing `{message}`: {out}");
+    }
+    let mut both = chat_cluster(&env, "redis-both", &topic_name, json!({}), json!({}));
+    both["spec"]["redis"] = json!({"url": "redis://x", "urlSecretRef": {"name": "s", "key": "k"}});
+    let (ok, out) = kubectl_apply(&env, &both);
+    assert!(
+        !ok && out.contains("set exactly one of redis.url and redis.urlSecretRef"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_scale_and_autoscaling_drive_the_gateways() {
+    let Some(env) = env().await else { return };
+    let _controller = Controller::start(&env, "solo");
+    let topic_name = format!("scl-{}", &uuid_like()[..10]);
+    let object = chat_cluster(&env, "scaled", &topic_name, json!({}), json!({"replicas": 2}));
+    let (ok, out) = kubectl_apply(&env, &object);
+    assert!(ok, "{out}");
+    eventually("the Deployment exists", || deployment(&env, "scaled-gateway")).await;
+
+    let (ok, out) = kubectl(&env, &["scale", "chatcluster/scaled", "--replicas=5"]);
+    assert!(ok, "{out}");
+    eventually("the Deployment follows kubectl scale", || async {
+        (deployment(&env, "scaled-gateway").await?.spec?.replicas == Some(5)).then_some(())
+    })
+    .await;
+
+    let object = chat_cluster(
+        &env,
+        "scaled",
+        &topic_name,
+        json!({}),
+        json!({"replicas": 5, "autoscaling": {"minReplicas": 2, "maxReplicas": 8}}),
+    );
+    let (ok, out) = kubectl_apply(&env, &object);
+    assert!(ok, "{out}");
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(env.client.clone(), &env.namespace);
+    let hpa = eventually("the HPA exists", || async {
+        hpas.get_opt("scaled-gateway").await.ok()?
+    })
+    .await;
+    let spec = hpa.spec.unwrap();
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 8));
+    assert_eq!(spec.scale_target_ref.name, "scaled-gateway");
+    // The controller no longer manages replicas: its applied config leaves them out.
+    eventually("the controller lets go of replicas", || async {
+        let d = deployment(&env, "scaled-gateway").await?;
+        let managed = d.metadata.managed_fields.unwrap_or_default();
+        let ours = managed
+            .iter()
+            .find(|f| f.manager.as_deref() == Some("whisper-controller"))?;
+        let fields = serde_json::to_string(&ours.fields_v1).ok()?;
+        (!fields.contains("f:replicas")).then_some(())
+    })
+    .await;
+
+    let object = chat_cluster(&env, "scaled", &topic_name, json!({}), json!({"replicas": 3}));
+    let (ok, out) = kubectl_apply(&env, &object);
+    assert!(ok, "{out}");
+    eventually("autoscaling off removes the HPA", || async {
+        hpas.get_opt("scaled-gateway").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("replicas are the controller's again", || async {
+        (deployment(&env, "scaled-gateway").await?.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_removes_the_topic_only_with_delete_policy() {
+    let Some(env) = env().await else { return };
+    let _controller = Controller::start(&env, "solo");
+    let api: Api<ChatCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    for (name, policy, kept) in [("keep", "Retain", true), ("drop", "Delete", false)] {
+        let topic_name = format!("del-{}", &uuid_like()[..10]);
+        apply(
+            &env,
+            &chat_cluster(&env, name, &topic_name, json!({"deletionPolicy": policy}), json!({})),
+        )
+        .await;
+        eventually("the topic exists", || topic(&env.brokers, &topic_name)).await;
+        eventually("the finalizer is on", || async {
+            api.get(name)
+                .await
+                .ok()?
+                .metadata
+                .finalizers?
+                .iter()
+                .any(|f| f == "whisperrooms.io/topic")
+                .then_some(())
+        })
+        .await;
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        eventually("the ChatCluster is gone", || async {
+            api.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        if kept {
+            assert!(
+                topic(&env.brokers, &topic_name).await.is_some(),
+                "Retain deleted the topic"
+            );
+        } else {
+            eventually("the topic is deleted", || async {
+                topic(&env.brokers, &topic_name).await.is_none().then_some(())
+            })
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_two_replicas_only_the_leader_acts() {
+    let Some(env) = env().await else { return };
+    let mut first = Controller::start(&env, "first");
+    eventually("the first replica leads", || async {
+        (first.metric("whisper_controller_leader").await? == 1.0).then_some(())
+    })
+    .await;
+    let second = Controller::start(&env, "second");
+    eventually("the second replica serves metrics", || {
+        second.metric("whisper_controller_leader")
+    })
+    .await;
+
+    let topic_name = format!("lead-{}", &uuid_like()[..10]);
+    apply(&env, &chat_cluster(&env, "led", &topic_name, json!({}), json!({}))).await;
+    eventually("the topic exists", || topic(&env.brokers, &topic_name)).await;
+    assert_eq!(second.metric("whisper_controller_leader").await, Some(0.0));
+    assert!(first.metric("whisper_controller_reconciles_total").await.unwrap_or(0.0) >= 1.0);
+    assert_eq!(second.metric("whisper_controller_reconciles_total").await, Some(0.0));
+
+    // The leader stops cleanly and hands over: the standby acts.
+    first.terminate();
+    eventually("the second replica leads", || async {
+        (second.metric("whisper_controller_leader").await? == 1.0).then_some(())
+    })
+    .await;
+    let topic_two = format!("lead-{}", &uuid_like()[..10]);
+    apply(&env, &chat_cluster(&env, "led-two", &topic_two, json!({}), json!({}))).await;
+    eventually("the new leader created the topic", || topic(&env.brokers, &topic_two)).await;
+}
+
+#[test]
+fn an_unreachable_api_server_or_a_bad_setting_fails_fast_and_says_why() {
+    let dir = std::env::temp_dir().join(format!("kc-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("config");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_whisper-controller"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("WHISPER_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("whisper-controller:"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_whisper-controller"))
+        .args(["--resync", "often"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
