@@ -74,8 +74,12 @@ pub async fn connect(config: Config) -> Result<AppState, Error> {
         None => Arc::new(MemoryBus::default()),
     };
     let presence: Arc<dyn Presence> = match &config.redis_url {
-        Some(url) => RedisPresence::start(url, &config.gateway_id, config.presence_timeout)
-            .map_err(|e| Error::Presence(e.to_string()))?,
+        Some(url) => {
+            // One Redis may serve several chat clusters: each is scoped by its topic.
+            let scope = config.kafka.as_ref().map_or("local", |k| k.topic.as_str());
+            RedisPresence::start(url, scope, &config.gateway_id, config.presence_timeout)
+                .map_err(|e| Error::Presence(e.to_string()))?
+        }
         None => Arc::new(MemoryPresence::default()),
     };
     Ok(Arc::new(Shared {

@@ -354,8 +354,12 @@ async fn http_endpoints_answer() {
     let (code, body) = http_get(gw.addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("whisper_connections 0"), "{body}");
-    let (code, _) = http_get(gw.addr, "/").await.unwrap();
-    assert!(code == 200 || code == 404);
+    // The UI is built into the binary (the test command builds it first).
+    let (code, body) = http_get(gw.addr, "/").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("<div id=\"root\""), "{body}");
+    let (code, body) = http_get(gw.addr, "/room/lobby").await.unwrap();
+    assert_eq!(code, 200, "client-side routes get the page: {body}");
 }
 
 #[test]

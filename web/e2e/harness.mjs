@@ -341,16 +341,14 @@ export async function waitForMembers(page, expected, timeout = TIMEOUTS.ui) {
   );
 }
 
-/** The room is in the sidebar, joined, and (by default) open. */
-export async function waitJoined(page, room, { active = true } = {}) {
-  await tid(page, 'room-item', { room, status: 'joined', ...(active ? { active: true } : {}) }).waitFor();
-  if (active) {
-    await until(
-      `#${room} is the open room`,
-      () => tid(page, 'message-list').getAttribute('data-room', { timeout: 2_000 }),
-      (r) => r === room,
-    );
-  }
+/** The room is in the sidebar, joined, and open. */
+export async function waitJoined(page, room) {
+  await tid(page, 'room-item', { room, status: 'joined', active: true }).waitFor();
+  await until(
+    `#${room} is the open room`,
+    () => tid(page, 'message-list').getAttribute('data-room', { timeout: 2_000 }),
+    (r) => r === room,
+  );
 }
 
 /** Types into the composer and presses Enter; resolves once the gateway acked (the box clears). */
@@ -392,7 +390,7 @@ export async function recordStates(page) {
 }
 
 export function seenStates(page) {
-  return page.evaluate(() => (/** @type {any} */ (window).__e2eStates ?? []).slice());
+  return page.evaluate(() => [...(window.__e2eStates ?? [])]);
 }
 
 /**
@@ -461,6 +459,8 @@ class Scenario {
   }
 
   async saveFailureScreens() {
+    for (const g of this.gateways) console.error(`  gateway ${g.id} log: ${g.log}`);
+    if (this.pages.length === 0) return;
     mkdirSync(FAILURES, { recursive: true });
     const slug = this.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase();
     await Promise.all(
@@ -470,7 +470,6 @@ class Scenario {
           .catch(() => undefined),
       ),
     );
-    for (const g of this.gateways) console.error(`  gateway ${g.id} log: ${g.log}`);
     console.error(`  screenshots of the pages: ${FAILURES}`);
   }
 
@@ -492,16 +491,20 @@ export function scenario(name, body, { timeout = TIMEOUTS.scenario } = {}) {
     test(name, { skip: svc.problem }, () => undefined);
     return;
   }
-  test(name, { timeout }, async () => {
+  test(name, { timeout }, async (t) => {
     if (svc.problem !== null) assert.fail(`under CI=true the browser tests need the services: ${svc.problem}`);
     const s = new Scenario(name, svc);
+    // A timed-out body never returns: keep its pages and stop its processes now.
+    const onAbort = () => void s.saveFailureScreens().finally(() => s.cleanup());
+    t.signal.addEventListener('abort', onAbort, { once: true });
     try {
       await body(s);
       assert.deepEqual(s.pageErrors, [], 'no uncaught errors in the pages');
     } catch (e) {
-      await s.saveFailureScreens();
+      if (!t.signal.aborted) await s.saveFailureScreens();
       throw e;
     } finally {
+      t.signal.removeEventListener('abort', onAbort);
       await s.cleanup();
     }
   });

@@ -1,13 +1,15 @@
 //! Presence shared by every gateway, in Redis.
 //!
-//! Keys (all expire by themselves, so nothing outlives the cluster):
-//! - `whisper:room:{room}`: hash, field `{gateway}|{conn}` → member JSON.
-//! - `whisper:gw:{gateway}`: this gateway's heartbeat, expiring after the
+//! Keys live under `whisper:{scope}:`, the scope being the cluster's Kafka
+//! topic, so several chat clusters can share one Redis. All expire by
+//! themselves, so nothing outlives the cluster:
+//! - `…room:{room}`: hash, field `{gateway}|{conn}` → member JSON.
+//! - `…gw:{gateway}`: this gateway's heartbeat, expiring after the
 //!   heartbeat timeout.
-//! - `whisper:gw:{gateway}:rooms`: set of rooms the gateway has members in.
-//! - `whisper:gateways`: set of gateways, for reaping dead ones.
+//! - `…gw:{gateway}:rooms`: set of rooms the gateway has members in.
+//! - `…gateways`: set of gateways, for reaping dead ones.
 //!
-//! Changes are published on the channel `whisper:presence`. Scripts make each
+//! Changes are published on the channel `…presence`. Scripts make each
 //! change atomic, so exactly one event goes out per member joining or
 //! leaving, however many gateways race. A gateway whose heartbeat expired is
 //! reaped by whichever gateway notices first, and its members reported left.
@@ -27,9 +29,43 @@ use tokio::sync::broadcast;
 use super::{Presence, PresenceError, PresenceEvent};
 use crate::protocol::Member;
 
-const CHANNEL: &str = "whisper:presence";
-const GATEWAYS: &str = "whisper:gateways";
-const ROOM_PREFIX: &str = "whisper:room:";
+/// The key names of one scope.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn new(scope: &str) -> Self {
+        Self {
+            prefix: format!("whisper:{scope}:"),
+        }
+    }
+
+    fn channel(&self) -> String {
+        format!("{}presence", self.prefix)
+    }
+
+    fn gateways(&self) -> String {
+        format!("{}gateways", self.prefix)
+    }
+
+    fn room_prefix(&self) -> String {
+        format!("{}room:", self.prefix)
+    }
+
+    fn room(&self, room: &str) -> String {
+        format!("{}room:{room}", self.prefix)
+    }
+
+    fn heartbeat(&self, gateway: &str) -> String {
+        format!("{}gw:{gateway}", self.prefix)
+    }
+
+    fn rooms_of(&self, gateway: &str) -> String {
+        format!("{}gw:{gateway}:rooms", self.prefix)
+    }
+}
 /// How often dead gateways are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one Redis command may take before presence counts as down.
@@ -153,6 +189,7 @@ struct WireEvent {
 pub struct RedisPresence {
     client: redis::Client,
     conn: ConnectionManager,
+    keys: Keys,
     gateway: String,
     timings: Timings,
     /// What this gateway has registered, to register again if it was reaped
@@ -180,10 +217,11 @@ fn err(e: impl std::fmt::Display) -> PresenceError {
 }
 
 impl RedisPresence {
-    /// Sets up presence on the Redis at `url` and starts its heartbeat,
-    /// reaper and event subscription. Redis need not be up yet: until it
-    /// is, presence reports not ready and joins fail.
-    pub fn start(url: &str, gateway: &str, timeout: Duration) -> Result<Arc<Self>, PresenceError> {
+    /// Sets up presence on the Redis at `url`, for the chat cluster named
+    /// `scope`, and starts its heartbeat, reaper and event subscription.
+    /// Redis need not be up yet: until it is, presence reports not ready
+    /// and joins fail.
+    pub fn start(url: &str, scope: &str, gateway: &str, timeout: Duration) -> Result<Arc<Self>, PresenceError> {
         let client = redis::Client::open(url).map_err(err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
@@ -193,6 +231,7 @@ impl RedisPresence {
         let presence = Arc::new(Self {
             client,
             conn,
+            keys: Keys::new(scope),
             gateway: gateway.to_owned(),
             timings: Timings::new(timeout),
             local: Mutex::default(),
@@ -204,16 +243,16 @@ impl RedisPresence {
             heartbeat: Script::new(HEARTBEAT),
         });
         tokio::spawn(maintain(Arc::downgrade(&presence), presence.timings));
-        tokio::spawn(listen(Arc::downgrade(&presence), presence.client.clone()));
+        tokio::spawn(listen(
+            Arc::downgrade(&presence),
+            presence.client.clone(),
+            presence.keys.channel(),
+        ));
         Ok(presence)
     }
 
     fn field(&self, conn: &str) -> String {
         format!("{}|{conn}", self.gateway)
-    }
-
-    fn rooms_key(gateway: &str) -> String {
-        format!("whisper:gw:{gateway}:rooms")
     }
 
     async fn register(&self, room: &str, member: &Member, conn: &str) -> Result<Vec<Member>, PresenceError> {
@@ -226,13 +265,13 @@ impl RedisPresence {
         .map_err(err)?;
         let values: Vec<String> = self
             .join
-            .key(format!("{ROOM_PREFIX}{room}"))
-            .key(Self::rooms_key(&self.gateway))
+            .key(self.keys.room(room))
+            .key(self.keys.rooms_of(&self.gateway))
             .arg(self.field(conn))
             .arg(serde_json::to_string(member).map_err(err)?)
             .arg(&member.id)
             .arg(self.timings.key_ttl.as_millis() as u64)
-            .arg(CHANNEL)
+            .arg(self.keys.channel())
             .arg(event)
             .arg(room)
             .invoke_async(&mut self.conn.clone())
@@ -249,13 +288,13 @@ impl RedisPresence {
     async fn beat(&self) -> bool {
         let existed: Result<i64, _> = self
             .heartbeat
-            .key(format!("whisper:gw:{}", self.gateway))
-            .key(GATEWAYS)
-            .key(Self::rooms_key(&self.gateway))
+            .key(self.keys.heartbeat(&self.gateway))
+            .key(self.keys.gateways())
+            .key(self.keys.rooms_of(&self.gateway))
             .arg(self.timings.heartbeat_ttl.as_millis() as u64)
             .arg(&self.gateway)
             .arg(self.timings.key_ttl.as_millis() as u64)
-            .arg(ROOM_PREFIX)
+            .arg(self.keys.room_prefix())
             .invoke_async(&mut self.conn.clone())
             .await;
         match existed {
@@ -289,9 +328,9 @@ impl RedisPresence {
     /// Reaps every gateway whose heartbeat has expired.
     async fn reap_dead(&self) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
-        let gateways: Vec<String> = conn.smembers(GATEWAYS).await.map_err(err)?;
+        let gateways: Vec<String> = conn.smembers(self.keys.gateways()).await.map_err(err)?;
         for gateway in gateways {
-            let alive: bool = conn.exists(format!("whisper:gw:{gateway}")).await.map_err(err)?;
+            let alive: bool = conn.exists(self.keys.heartbeat(&gateway)).await.map_err(err)?;
             if !alive && gateway != self.gateway {
                 tracing::info!(gateway, "reaping the presence of a gateway that stopped heartbeating");
                 self.reap_gateway(&gateway).await?;
@@ -303,11 +342,11 @@ impl RedisPresence {
     async fn reap_gateway(&self, gateway: &str) -> Result<(), PresenceError> {
         let _: i64 = self
             .reap
-            .key(Self::rooms_key(gateway))
-            .key(GATEWAYS)
+            .key(self.keys.rooms_of(gateway))
+            .key(self.keys.gateways())
             .arg(format!("{gateway}|"))
-            .arg(ROOM_PREFIX)
-            .arg(CHANNEL)
+            .arg(self.keys.room_prefix())
+            .arg(self.keys.channel())
             .arg(gateway)
             .invoke_async(&mut self.conn.clone())
             .await
@@ -344,14 +383,14 @@ async fn maintain(presence: std::sync::Weak<RedisPresence>, timings: Timings) {
 
 /// Forwards the presence channel to local subscribers, reconnecting when
 /// Redis goes away.
-async fn listen(presence: std::sync::Weak<RedisPresence>, client: redis::Client) {
+async fn listen(presence: std::sync::Weak<RedisPresence>, client: redis::Client, channel: String) {
     loop {
         if presence.strong_count() == 0 {
             return;
         }
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
+            pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub.into_on_message())
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, subscribed).await {
@@ -416,11 +455,11 @@ impl Presence for RedisPresence {
             .map_err(err)?;
             let _: i64 = self
                 .leave
-                .key(format!("{ROOM_PREFIX}{room}"))
-                .key(Self::rooms_key(&self.gateway))
+                .key(self.keys.room(room))
+                .key(self.keys.rooms_of(&self.gateway))
                 .arg(self.field(conn))
                 .arg(&member.id)
-                .arg(CHANNEL)
+                .arg(self.keys.channel())
                 .arg(event)
                 .arg(room)
                 .arg(format!("{}|", self.gateway))
@@ -445,7 +484,7 @@ impl Presence for RedisPresence {
             if let Err(e) = self.reap_gateway(&self.gateway).await {
                 tracing::warn!(error = %e, "could not remove this gateway's presence");
             }
-            let _: Result<i64, _> = self.conn.clone().del(format!("whisper:gw:{}", self.gateway)).await;
+            let _: Result<i64, _> = self.conn.clone().del(self.keys.heartbeat(&self.gateway)).await;
         })
     }
 }
