@@ -47,6 +47,9 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every [`Error::metric_label`].
+    pub const REASONS: [&'static str; 3] = ["kubernetes", "kafka", "finalizer"];
+
     /// A short, stable label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -49,6 +49,11 @@ impl Default for Metrics {
             "1 while this replica holds the leader lease",
             m.leader.clone(),
         );
+        // Every reason starts at zero, so alerts see a series before the
+        // first failure.
+        for reason in crate::controller::Error::REASONS {
+            drop(m.failures.get_or_create(&ReasonLabel { reason }));
+        }
         m
     }
 }
@@ -80,6 +85,7 @@ mod tests {
         for name in [
             "whisper_controller_reconciles_total 1",
             "whisper_controller_reconcile_failures_total{reason=\"kafka\"} 1",
+            "whisper_controller_reconcile_failures_total{reason=\"kubernetes\"} 0",
             "whisper_controller_reconcile_duration_seconds_bucket",
             "whisper_controller_leader 0",
         ] {

@@ -112,6 +112,11 @@ impl Default for Metrics {
             m.slow_consumers.clone(),
         );
         r.register("bus_errors", "Message bus errors by kind", m.bus_errors.clone());
+        // Every kind starts at zero, so dashboards and alerts see a series
+        // before the first error.
+        for kind in BusError::KINDS {
+            drop(m.bus_errors.get_or_create(&KindLabel { kind }));
+        }
         m
     }
 }

@@ -251,7 +251,10 @@ async fn expired_messages_are_gone_from_gateways_and_from_the_broker() {
         if history.as_array().unwrap().iter().any(|m| m["id"] == id.as_str()) {
             break;
         }
-        assert!(Instant::now() < deadline, "never in the other gateway's history: {history}");
+        assert!(
+            Instant::now() < deadline,
+            "never in the other gateway's history: {history}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

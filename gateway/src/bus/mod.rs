@@ -40,6 +40,9 @@ pub enum BusError {
 }
 
 impl BusError {
+    /// Every [`BusError::metric_label`].
+    pub const KINDS: [&'static str; 3] = ["unavailable", "bad_record", "setup"];
+
     /// A short, stable label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
