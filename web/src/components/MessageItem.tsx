@@ -16,7 +16,7 @@ interface Props {
 /** The last stretch of a message's life, during which it fades out. */
 export const FADE_MS = 4_000;
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
 export const MessageItem = memo(function MessageItem({ message, grouped, now, offset }: Props) {
