@@ -193,6 +193,9 @@ pub fn deployment(cluster: &ChatCluster, image: &str) -> Deployment {
                     termination_grace_period_seconds: Some(30),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
+                        // Numeric, so the kubelet can check it is not root.
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             localhost_profile: None,

@@ -199,10 +199,14 @@ fn kind_and_name(object: &Value) -> (String, String) {
     )
 }
 
-/// `kubectl apply --server-side --dry-run=server` of `files`; asserts the
-/// API server accepted the command and each of `objects` by name.
-fn dry_run_apply(kube: &Kube, namespace: Option<&str>, files: &[&str], objects: &[Value]) {
-    let mut args = vec!["apply", "--server-side", "--force-conflicts", "--dry-run=server"];
+/// `kubectl apply --dry-run=server` of `files` (server-side apply or, with
+/// `server_side` false, kubectl's classic apply); asserts the API server
+/// accepted the command and each of `objects` by name.
+fn dry_run_apply(kube: &Kube, server_side: bool, namespace: Option<&str>, files: &[&str], objects: &[Value]) {
+    let mut args = vec!["apply", "--dry-run=server"];
+    if server_side {
+        args.extend(["--server-side", "--force-conflicts"]);
+    }
     if let Some(ns) = namespace {
         args.extend(["-n", ns]);
     }
@@ -214,9 +218,10 @@ fn dry_run_apply(kube: &Kube, namespace: Option<&str>, files: &[&str], objects: 
     for object in objects {
         let (kind, name) = kind_and_name(object);
         // e.g. `clusterrole.rbac.authorization.k8s.io/x serverside-applied (server dry run)`
+        // or `namespace/whisperrooms unchanged (server dry run)`
         let kind = kind.to_lowercase();
         let accepted = out.lines().any(|line| {
-            line.ends_with("serverside-applied (server dry run)")
+            line.ends_with(" (server dry run)")
                 && line.split_once('/').is_some_and(|(resource, rest)| {
                     (resource == kind || resource.starts_with(&format!("{kind}.")))
                         && rest.starts_with(&format!("{name} "))
@@ -226,22 +231,37 @@ fn dry_run_apply(kube: &Kube, namespace: Option<&str>, files: &[&str], objects: 
     }
 }
 
+/// JSON pointers of every `enabled` key under `value`.
+fn toggles(value: &Value, at: &str) -> Vec<String> {
+    let Some(map) = value.as_object() else { return vec![] };
+    map.iter()
+        .flat_map(|(key, v)| {
+            let here = format!("{at}/{key}");
+            if key == "enabled" {
+                vec![here]
+            } else {
+                toggles(v, &here)
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn helm_lint_strict_passes_with_defaults_and_every_toggle_on_and_the_schema_refuses_bad_values() {
     let Some(helm) = service("WHISPER_HELM") else { return };
     let lint = |extra: &[&str]| run(Command::new(&helm).args(["lint", "--strict", CHART]).args(extra));
     lint(&[]).expect("helm lint --strict with the defaults");
     lint(&["-f", ALL_ON]).expect("helm lint --strict with every toggle on");
-    // The toggles of the all-on values really are every toggle of the chart.
-    let all_on = std::fs::read_to_string(repo().join(ALL_ON)).unwrap();
-    let all_on: Value = serde_yaml::from_str(&all_on).unwrap();
-    for toggle in [
-        "/serviceMonitor/enabled",
-        "/prometheusRule/enabled",
-        "/grafanaDashboard/enabled",
-        "/exampleChatCluster/enabled",
-    ] {
-        assert_eq!(all_on.pointer(toggle), Some(&json!(true)), "{ALL_ON}: {toggle}");
+    // The all-on values really turn on every toggle (`enabled` key) of
+    // values.yaml.
+    let read =
+        |path: &str| -> Value { serde_yaml::from_str(&std::fs::read_to_string(repo().join(path)).unwrap()).unwrap() };
+    let (defaults, all_on) = (read(&format!("{CHART}/values.yaml")), read(ALL_ON));
+    let toggles = toggles(&defaults, "");
+    assert!(toggles.len() >= 4, "toggles of values.yaml: {toggles:?}");
+    for toggle in &toggles {
+        let on = all_on.pointer(toggle).or(defaults.pointer(toggle));
+        assert_eq!(on, Some(&json!(true)), "{ALL_ON} leaves {toggle} off");
     }
     // values.schema.json: unknown keys and wrong types are refused by name.
     for (set, says) in [
@@ -347,7 +367,7 @@ fn every_rendered_object_and_every_k8s_manifest_is_accepted_by_the_api_server() 
         }
         let file = dir.join(format!("{label}.yaml"));
         std::fs::write(&file, &rendered).unwrap();
-        dry_run_apply(&kube, Some(&namespace), &[file.to_str().unwrap()], &objects);
+        dry_run_apply(&kube, true, Some(&namespace), &[file.to_str().unwrap()], &objects);
     }
 
     // k8s/ as a user applies it. A dry-run Namespace holds nothing, so the
@@ -386,8 +406,12 @@ fn every_rendered_object_and_every_k8s_manifest_is_accepted_by_the_api_server() 
         ns_file.to_str().unwrap(),
     ])
     .expect("creating the whisperrooms namespace");
-    // The example ChatCluster names no namespace: it goes to the kubeconfig's.
-    dry_run_apply(&kube, None, &["k8s/"], &objects);
+    // Every file of k8s/; the example ChatCluster names no namespace: it
+    // goes to the kubeconfig's.
+    dry_run_apply(&kube, true, None, &["k8s/"], &objects);
+    // README: kubectl apply -f k8s/crd.yaml -f k8s/whisperrooms.yaml
+    let readme: Vec<Value> = objects.iter().filter(|o| o["kind"] != "ChatCluster").cloned().collect();
+    dry_run_apply(&kube, false, None, &["k8s/crd.yaml", "k8s/whisperrooms.yaml"], &readme);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -414,12 +438,36 @@ impl Drop for Controller {
     }
 }
 
+/// A Helm release, uninstalled on drop when the test did not get to it, so
+/// a failed run leaves no ClusterRole behind on the shared API server.
+struct Release<'a> {
+    kube: &'a Kube,
+    name: String,
+    namespace: String,
+    installed: bool,
+}
+
+impl Release<'_> {
+    fn uninstall(&mut self) -> Output {
+        self.installed = false;
+        self.kube.helm(&["uninstall", &self.name, "-n", &self.namespace])
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if self.installed {
+            let _ = self.uninstall();
+        }
+    }
+}
+
 /// The admin kubeconfig with a ServiceAccount token instead of the admin's.
 fn kubeconfig_with_token(admin: &str, token: &str, path: &Path) {
     let mut config: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(admin).unwrap()).unwrap();
     let users = config["users"].as_sequence_mut().expect("users in the kubeconfig");
     for user in users {
-        user["user"] = serde_yaml::from_str(&format!("token: {token}")).unwrap();
+        user["user"] = serde_yaml::to_value(BTreeMap::from([("token", token)])).unwrap();
     }
     std::fs::write(path, serde_yaml::to_string(&config).unwrap()).unwrap();
 }
@@ -481,6 +529,12 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
     let release = format!("wr-{}", &id[10..18]);
     kube.helm(&["install", &release, CHART, "-n", &namespace, "--create-namespace"])
         .expect("helm install");
+    let mut installed = Release {
+        kube: &kube,
+        name: release.clone(),
+        namespace: namespace.clone(),
+        installed: true,
+    };
     kube.wait_established(&["chatclusters.whisperrooms.io"]);
 
     // What the chart installed, named after the release.
@@ -583,6 +637,7 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
         .env("KUBECONFIG", &kubeconfig)
         .env("WHISPER_LISTEN", format!("127.0.0.1:{port}"))
         .env("WHISPER_WATCH_NAMESPACE", &namespace)
+        .env("NO_COLOR", "1")
         .env_remove("WHISPER_CONTROLLER_ID")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdin(Stdio::null())
@@ -685,8 +740,7 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
     }
     drop(controller);
 
-    kube.helm(&["uninstall", &release, "-n", &namespace])
-        .expect("helm uninstall");
+    installed.uninstall().expect("helm uninstall");
     assert!(
         kube.get(&namespace, &["clusterrole", &name]).is_none(),
         "helm uninstall left the ClusterRole"
