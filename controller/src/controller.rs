@@ -550,12 +550,14 @@ async fn event(ctx: &Context, cluster: &ChatCluster, type_: EventType, reason: &
     }
 }
 
-/// Whether the ChatCluster CRD is installed.
-pub async fn crd_installed(client: &Client) -> Result<bool, kube::Error> {
-    match Api::<ChatCluster>::all(client.clone())
-        .list(&ListParams::default().limit(1))
-        .await
-    {
+/// Whether the ChatCluster CRD is installed, asked where the controller
+/// watches (so a namespace-only install needs no cluster-wide list).
+pub async fn crd_installed(client: &Client, namespace: Option<&str>) -> Result<bool, kube::Error> {
+    let api = match namespace {
+        Some(ns) => Api::<ChatCluster>::namespaced(client.clone(), ns),
+        None => Api::<ChatCluster>::all(client.clone()),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
         Err(e) => Err(e),

@@ -57,7 +57,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
-    if !controller::crd_installed(&client).await? {
+    if !controller::crd_installed(&client, settings.watch_namespace.as_deref()).await? {
         anyhow::bail!(
             "the ChatCluster CRD (chatclusters.whisperrooms.io) is not installed: `kubectl apply -f k8s/crd.yaml` or `helm install` the chart first"
         );

@@ -382,7 +382,7 @@ async fn a_missing_crd_is_told_apart_from_other_errors() {
             json!({"apiVersion": "whisperrooms.io/v1alpha1", "kind": "ChatClusterList", "metadata": {}, "items": []}),
         ),
     ]);
-    assert!(!crd_installed(&client).await.unwrap());
-    assert!(crd_installed(&client).await.unwrap());
+    assert!(!crd_installed(&client, None).await.unwrap());
+    assert!(crd_installed(&client, None).await.unwrap());
     server.await.unwrap();
 }
