@@ -51,7 +51,13 @@ struct Stats {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     for url in &args.url {
-        let host = url.split("//").nth(1).unwrap_or("").split([':', '/']).next().unwrap_or("");
+        let host = url
+            .split("//")
+            .nth(1)
+            .unwrap_or("")
+            .split([':', '/'])
+            .next()
+            .unwrap_or("");
         if !(host == "localhost" || host.starts_with("127.") || host == "[::1]") {
             bail!("{url}: whisper-bench only targets loopback addresses");
         }
@@ -67,10 +73,14 @@ async fn main() -> anyhow::Result<()> {
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
             .with_context(|| format!("connect {url}"))?;
-        ws.send(Message::text(json!({"type": "hello", "name": format!("bench-{i}")}).to_string()))
-            .await?;
-        ws.send(Message::text(json!({"type": "join", "room": format!("bench-{}", i % args.rooms)}).to_string()))
-            .await?;
+        ws.send(Message::text(
+            json!({"type": "hello", "name": format!("bench-{i}")}).to_string(),
+        ))
+        .await?;
+        ws.send(Message::text(
+            json!({"type": "join", "room": format!("bench-{}", i % args.rooms)}).to_string(),
+        ))
+        .await?;
         sockets.push(ws);
     }
     let connected = start.elapsed();
@@ -101,7 +111,9 @@ async fn main() -> anyhow::Result<()> {
             let reader_stats = stats.clone();
             let reader = tokio::spawn(async move {
                 while let Some(Ok(Message::Text(text))) = stream.next().await {
-                    let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                    let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+                        continue;
+                    };
                     match frame["type"].as_str() {
                         Some("message") => {
                             let sent_us = frame["text"]
@@ -166,12 +178,20 @@ async fn report(args: &Args, stats: &Stats, connected: Duration, elapsed: Durati
     };
     let seconds = args.duration.as_secs_f64();
     let lines = [
-        format!("clients            {} over {} gateway(s), {} rooms", args.clients, args.url.len(), args.rooms),
+        format!(
+            "clients            {} over {} gateway(s), {} rooms",
+            args.clients,
+            args.url.len(),
+            args.rooms
+        ),
         format!("connect+hello      {:.2} s", connected.as_secs_f64()),
         format!("sent               {sent} ({:.0}/s)", sent as f64 / seconds),
         format!("acked              {acked}"),
         format!("refused            {}", stats.refused.load(Ordering::Relaxed)),
-        format!("delivered          {delivered} of ~{expected} expected ({:.0}/s)", delivered as f64 / seconds),
+        format!(
+            "delivered          {delivered} of ~{expected} expected ({:.0}/s)",
+            delivered as f64 / seconds
+        ),
         format!(
             "latency ms         p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}",
             pct(0.5),
