@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let mut sockets = Vec::new();
     for i in 0..args.clients {
         let url = &args.url[i % args.url.len()];
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
             .with_context(|| format!("connect {url}"))?;
         ws.send(Message::text(

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -122,6 +123,12 @@ pub async fn run(
         address.ip().to_string()
     };
     tracing::info!("chat at http://{host}:{}/ (open it in two tabs)", address.port());
+    // Without TCP_NODELAY, small frames wait for delayed ACKs (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -64,7 +64,7 @@ async fn kafka_down_answers_unavailable_and_traffic_resumes_when_it_returns() {
             asked.elapsed()
         );
         wait_ready(&gw, 503).await;
-        assert!(gw.metric("whisper_bus_errors_total").await >= 1.0);
+        assert!(gw.metric("whisper_bus_errors_total{kind=\"unavailable\"}").await >= 1.0);
     });
     let during = futures::FutureExt::catch_unwind(result).await;
     services("kafka-start");
