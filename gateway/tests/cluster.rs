@@ -92,6 +92,80 @@ async fn presence_spans_gateways_and_counts_a_user_once() {
     );
 }
 
+fn token(sub: &str, name: &str) -> String {
+    let exp = whisper_gateway::clock::now_ms() / 1000 + 300;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": sub, "name": name, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(b"cluster-secret"),
+    )
+    .unwrap()
+}
+
+async fn hello_with_token(url: &str, sub: &str, name: &str) -> Client {
+    let mut client = Client::connect(url).await;
+    client.send(json!({"type": "hello", "token": token(sub, name)})).await;
+    client.expect("welcome").await;
+    client
+}
+
+#[tokio::test]
+async fn one_user_on_two_gateways_is_one_member_until_the_last_connection_leaves() {
+    let Some(settings) = cluster(&[("WHISPER_JWT_SECRET", "cluster-secret")]) else {
+        return;
+    };
+    let room = unique("room");
+    let (one, two) = (start(&settings).await, start(&settings).await);
+    let mut watcher = hello_with_token(&one.url(), "w", "watcher").await;
+    watcher.join(&room).await;
+    let mut first = hello_with_token(&one.url(), "u-1", "dana").await;
+    first.join(&room).await;
+    assert_eq!(
+        names(&presence(&mut watcher, Duration::from_secs(2)).await["joined"]),
+        BTreeSet::from(["dana".into()])
+    );
+    let mut second = hello_with_token(&two.url(), "u-1", "dana").await;
+    let joined = second.join(&room).await;
+    assert_eq!(
+        joined["members"].as_array().unwrap().len(),
+        2,
+        "dana counts once: {joined}"
+    );
+
+    drop(first);
+    // No `left` while her other connection stays: the next event is bob's join.
+    let mut bob = hello_with_token(&two.url(), "u-2", "bob").await;
+    bob.join(&room).await;
+    let event = presence(&mut watcher, Duration::from_secs(2)).await;
+    assert_eq!(
+        (names(&event["joined"]), names(&event["left"])),
+        (BTreeSet::from(["bob".into()]), BTreeSet::new())
+    );
+    drop(second);
+    assert_eq!(
+        names(&presence(&mut watcher, Duration::from_secs(2)).await["left"]),
+        BTreeSet::from(["dana".into()])
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_stopped_with_sigterm_removes_its_members_at_once() {
+    let Some(settings) = cluster(&[]) else { return };
+    let room = unique("room");
+    let one = start(&settings).await;
+    let mut two = start(&settings).await;
+    let mut alice = Client::hello(&one.url(), "alice").await;
+    alice.join(&room).await;
+    let mut leaving = Client::hello(&two.url(), "leaving").await;
+    leaving.join(&room).await;
+    presence(&mut alice, Duration::from_secs(2)).await;
+    let status = tokio::task::spawn_blocking(move || two.signal("TERM")).await.unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert_eq!(leaving.expect_close().await, Some(1001));
+    let event = presence(&mut alice, Duration::from_secs(2)).await;
+    assert_eq!(names(&event["left"]), BTreeSet::from(["leaving".into()]));
+}
+
 #[tokio::test]
 async fn members_of_a_killed_gateway_are_reported_left_within_the_timeout() {
     let Some(settings) = cluster(&[("WHISPER_PRESENCE_TIMEOUT", "5s")]) else {
