@@ -9,8 +9,8 @@
 //!   from the spec.
 //! - [`topic`]: the Kafka admin operations, behind a trait.
 //! - [`leader`]: leader election on a Lease.
-//! - [`config`], [`metrics`], [`http`], [`signal`]: settings, Prometheus,
-//!   the health and metrics endpoints, shutdown.
+//! - [`config`], [`metrics`], [`http`]: settings, Prometheus, the health and
+//!   metrics endpoints.
 
 pub mod config;
 pub mod controller;
@@ -19,5 +19,4 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod resources;
-pub mod signal;
 pub mod topic;

@@ -8,12 +8,13 @@ use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tracing_subscriber::EnvFilter;
+use whisper_common::signal;
 use whisper_controller::config::Settings;
 use whisper_controller::controller::{self, Context};
+use whisper_controller::http;
 use whisper_controller::leader::{Elector, Timings};
 use whisper_controller::metrics::Metrics;
 use whisper_controller::topic::KafkaAdmin;
-use whisper_controller::{http, signal};
 
 const EXIT_CONFIG: u8 = 64;
 

@@ -16,15 +16,13 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+mod common;
+use common::{eventually, service, topic, uuid_like};
+
 /// Paths relative to the repository root, where every command runs.
 const CHART: &str = "charts/whisperrooms";
 const ALL_ON: &str = "charts/whisperrooms/ci/all-on-values.yaml";
@@ -34,31 +32,11 @@ const MANAGER: &str = "whisper-chart-tests";
 /// The chart's appVersion: the controller's own version.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A tool's path or a test service's address, or `None` (skip) outside CI.
-fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "{var} is not set: the test services are not running (scripts/services up, scripts/kube up; eval their env)"
-            )
-        }
-        _ => {
-            eprintln!("skipping: {var} is not set");
-            None
-        }
-    }
-}
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the crate sits in the repository")
         .to_path_buf()
-}
-
-fn uuid_like() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// A fresh scratch directory.
@@ -470,49 +448,6 @@ fn kubeconfig_with_token(admin: &str, token: &str, path: &Path) {
         user["user"] = serde_yaml::to_value(BTreeMap::from([("token", token)])).unwrap();
     }
     std::fs::write(path, serde_yaml::to_string(&config).unwrap()).unwrap();
-}
-
-fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap()
-}
-
-/// The topic's partition count and topic-level configs, if it exists.
-async fn topic(brokers: &str, name: &str) -> Option<(usize, BTreeMap<String, String>)> {
-    let admin = admin(brokers);
-    let metadata = admin.inner().fetch_metadata(Some(name), Duration::from_secs(5)).ok()?;
-    let t = metadata.topics().first()?;
-    if t.error().is_some() || t.partitions().is_empty() {
-        return None;
-    }
-    let configs = admin
-        .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
-        .await
-        .ok()?
-        .into_iter()
-        .next()?
-        .ok()?
-        .entries
-        .into_iter()
-        .filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic)
-        .filter_map(|e| Some((e.name, e.value?)))
-        .collect();
-    Some((t.partitions().len(), configs))
-}
-
-/// Polls until `check` gives a value, or fails the test after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -15,27 +14,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use serde_json::{Value, json};
 use whisper_controller::crd::ChatCluster;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A test service's address, or `None` (skip) outside CI.
-fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: the test services are not running (scripts/services up, scripts/kube up)")
-        }
-        _ => {
-            eprintln!("skipping: {var} is not set");
-            None
-        }
-    }
-}
+mod common;
+use common::{admin, eventually, service, topic, uuid_like};
 
 struct Env {
     kubeconfig: String,
@@ -74,10 +58,6 @@ async fn env() -> Option<Env> {
     })
 }
 
-fn uuid_like() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 /// Applies the committed CRD, as a user would, and waits until it serves.
 async fn install_crd(client: &Client) {
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../k8s/crd.yaml")).unwrap();
@@ -99,22 +79,6 @@ async fn install_crd(client: &Client) {
             .then_some(())
     })
     .await;
-}
-
-/// Polls until `check` gives a value, or fails the test after [`TIMEOUT`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// A `whisper-controller` process watching one namespace, killed on drop.
@@ -171,33 +135,6 @@ async fn http_get(port: u16, path: &str) -> Option<String> {
     let mut out = String::new();
     stream.read_to_string(&mut out).await.ok()?;
     Some(out)
-}
-
-fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap()
-}
-
-/// The topic's partition count and topic-level configs, if it exists.
-async fn topic(brokers: &str, name: &str) -> Option<(usize, BTreeMap<String, String>)> {
-    let admin = admin(brokers);
-    let metadata = admin.inner().fetch_metadata(Some(name), Duration::from_secs(5)).ok()?;
-    let t = metadata.topics().first()?;
-    if t.error().is_some() || t.partitions().is_empty() {
-        return None;
-    }
-    let configs = admin
-        .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
-        .await
-        .ok()?
-        .into_iter()
-        .next()?
-        .ok()?
-        .entries
-        .into_iter()
-        .filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic)
-        .filter_map(|e| Some((e.name, e.value?)))
-        .collect();
-    Some((t.partitions().len(), configs))
 }
 
 fn chat_cluster(env: &Env, name: &str, topic: &str, kafka: Value, gateway: Value) -> Value {

@@ -1,4 +1,4 @@
-//! Shutdown signals.
+//! Shutdown signals, for both binaries.
 
 /// Resolves on SIGTERM (what Kubernetes sends) or SIGINT.
 pub async fn shutdown() {
