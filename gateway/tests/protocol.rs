@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Gateway, http_get};
+use common::{Client, Gateway, http_get, token};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -162,20 +162,6 @@ async fn sending_faster_than_the_rate_is_refused_and_nothing_is_sent() {
     sender.say("lobby", "later").await;
     assert_eq!(reader.next_message().await["text"], "later");
     assert_eq!(gw.metric("whisper_rate_limited_total").await, 2.0);
-}
-
-fn token(secret: &str, sub: &str, name: Option<&str>, exp_offset: i64) -> String {
-    let exp = whisper_gateway::clock::now_ms() / 1000 + exp_offset;
-    let mut claims = json!({"sub": sub, "exp": exp});
-    if let Some(name) = name {
-        claims["name"] = json!(name);
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
 }
 
 #[tokio::test]

@@ -39,6 +39,21 @@ pub fn redis() -> Option<String> {
     service("WHISPER_TEST_REDIS_URL")
 }
 
+/// An HS256 token for `sub`, expiring `exp_offset` seconds from now.
+pub fn token(secret: &str, sub: &str, name: Option<&str>, exp_offset: i64) -> String {
+    let exp = whisper_gateway::clock::now_ms() / 1000 + exp_offset;
+    let mut claims = json!({"sub": sub, "exp": exp});
+    if let Some(name) = name {
+        claims["name"] = json!(name);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// A topic name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
