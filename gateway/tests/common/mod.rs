@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -186,13 +187,20 @@ fn dechunk(mut body: &str) -> String {
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub user: Value,
+    /// Frames read while waiting for an `ack`, served first by `recv`: the
+    /// message itself may overtake its ack (both follow the broker's answer).
+    backlog: VecDeque<Value>,
 }
 
 impl Client {
     /// Connects without saying hello.
     pub async fn connect(url: &str) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-        Client { ws, user: Value::Null }
+        Client {
+            ws,
+            user: Value::Null,
+            backlog: VecDeque::new(),
+        }
     }
 
     /// Connects and says hello; returns once welcomed.
@@ -217,6 +225,14 @@ impl Client {
 
     /// The next text frame as JSON; panics on timeout or close.
     pub async fn recv(&mut self) -> Value {
+        match self.backlog.pop_front() {
+            Some(frame) => frame,
+            None => self.read().await,
+        }
+    }
+
+    /// The next text frame from the socket, past the backlog.
+    async fn read(&mut self) -> Value {
         loop {
             let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
                 .await
@@ -263,17 +279,18 @@ impl Client {
         self.expect("joined").await
     }
 
-    /// Sends a message and returns its id from the ack.
+    /// Sends a message and returns its id from the ack; every other frame
+    /// that arrives meanwhile stays for `recv`.
     pub async fn say(&mut self, room: &str, text: &str) -> String {
         let reference = unique("ref");
         self.send(json!({"type": "send", "room": room, "text": text, "ref": reference}))
             .await;
         loop {
-            let frame = self.recv().await;
+            let frame = self.read().await;
             match frame["type"].as_str() {
                 Some("ack") if frame["ref"] == reference.as_str() => return frame["id"].as_str().unwrap().to_owned(),
-                Some("error") => panic!("send refused: {frame}"),
-                _ => {}
+                Some("error") if frame["ref"] == reference.as_str() => panic!("send refused: {frame}"),
+                _ => self.backlog.push_back(frame),
             }
         }
     }
