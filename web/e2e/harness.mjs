@@ -181,9 +181,11 @@ class Gateway {
 
 /**
  * Starts a gateway on `port` (a free one by default) against the test
- * services and waits until it is ready and serves the UI.
+ * services, or alone on its embedded bus and in-memory presence when
+ * `embedded` (what `make run` starts), and waits until it is ready and
+ * serves the UI.
  */
-export async function startGateway({ services: svc, topic, name = 'gw', port, ttl }) {
+export async function startGateway({ services: svc, topic, name = 'gw', port, ttl, embedded = false }) {
   assert.ok(
     existsSync(GATEWAY_BIN),
     `no gateway binary at ${GATEWAY_BIN}: build it with \`cargo build -p whisper-gateway\` or set WHISPER_GATEWAY_BIN`,
@@ -200,9 +202,7 @@ export async function startGateway({ services: svc, topic, name = 'gw', port, tt
     HOME: process.env.HOME ?? homedir(),
     NO_COLOR: '1',
     WHISPER_LISTEN: `127.0.0.1:${listen}`,
-    WHISPER_KAFKA_BROKERS: svc.kafka,
-    WHISPER_KAFKA_TOPIC: topic,
-    WHISPER_REDIS_URL: svc.redis,
+    ...(embedded ? {} : { WHISPER_KAFKA_BROKERS: svc.kafka, WHISPER_KAFKA_TOPIC: topic, WHISPER_REDIS_URL: svc.redis }),
     WHISPER_GATEWAY_ID: id,
     WHISPER_LOG: 'info,whisper_gateway=debug',
     ...(ttl === undefined ? {} : { WHISPER_MESSAGE_TTL: ttl }),
