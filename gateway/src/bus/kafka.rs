@@ -12,7 +12,7 @@ use futures::stream::{BoxStream, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -31,9 +31,6 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often the gateway checks the broker for readiness and new partitions.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one poll of the consumer waits for a record; also how soon the
-/// consumer thread notices that nobody listens any more.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// A producer and a consumer on one topic.
 pub struct KafkaBus {
@@ -115,7 +112,7 @@ impl KafkaBus {
         });
     }
 
-    fn consumer(&self) -> Result<BaseConsumer, BusError> {
+    fn consumer(&self) -> Result<StreamConsumer, BusError> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.config.brokers)
             .set("group.id", &self.group)
@@ -148,18 +145,15 @@ impl Bus for KafkaBus {
 
     fn subscribe(&self) -> BoxStream<'static, Result<Received, BusError>> {
         let (tx, rx) = mpsc::channel(1024);
-        let started = self.consumer().and_then(|consumer| {
-            let topic = self.config.topic.clone();
-            let start = crate::clock::now_ms() - self.ttl.as_millis() as i64;
-            let assigned = self.assigned.clone();
-            let tx = tx.clone();
-            std::thread::Builder::new()
-                .name("kafka-consumer".into())
-                .spawn(move || consume(&consumer, &topic, start, &tx, &assigned))
-                .map_err(|e| BusError::Setup(format!("Kafka consumer thread: {e}")))
-        });
-        if let Err(e) = started {
-            let _ = tx.try_send(Err(e));
+        match self.consumer() {
+            Ok(consumer) => {
+                let topic = self.config.topic.clone();
+                let start = crate::clock::now_ms() - self.ttl.as_millis() as i64;
+                tokio::spawn(consume(Arc::new(consumer), topic, start, tx, self.assigned.clone()));
+            }
+            Err(e) => {
+                let _ = tx.try_send(Err(e));
+            }
         }
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
     }
@@ -178,41 +172,35 @@ impl Bus for KafkaBus {
 
 /// Assigns every partition from `start_ms` on and forwards records until the
 /// receiver goes away, assigning partitions added later from their start.
-///
-/// Runs on a thread of its own, polling with a timeout: a blocking poll
-/// wakes as soon as a record arrives and never depends on a wake-up
-/// callback that could be missed.
-fn consume(
-    consumer: &BaseConsumer,
-    topic: &str,
+async fn consume(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
     start_ms: i64,
-    tx: &mpsc::Sender<Result<Received, BusError>>,
-    ready: &AtomicBool,
+    tx: mpsc::Sender<Result<Received, BusError>>,
+    ready: Arc<AtomicBool>,
 ) {
     let mut assigned = 0;
-    let mut next_check = std::time::Instant::now();
-    while !tx.is_closed() {
-        if std::time::Instant::now() >= next_check {
-            match assign_new_partitions(consumer, topic, assigned, start_ms) {
-                Ok(count) => {
-                    assigned = count;
-                    ready.store(count > 0, Ordering::Relaxed);
+    let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match assign_new_partitions(&consumer, &topic, assigned, start_ms).await {
+                    Ok(count) => {
+                        assigned = count;
+                        ready.store(count > 0, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot assign Kafka partitions yet"),
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot assign Kafka partitions yet"),
             }
-            next_check = std::time::Instant::now() + CHECK_INTERVAL;
-        }
-        if assigned == 0 {
-            std::thread::sleep(POLL_TIMEOUT);
-            continue;
-        }
-        let item = match consumer.poll(POLL_TIMEOUT) {
-            None => continue,
-            Some(Ok(record)) => decode(record.payload(), record.timestamp().to_millis()),
-            Some(Err(e)) => Err(BusError::Unavailable(e.to_string())),
-        };
-        if tx.blocking_send(item).is_err() {
-            return;
+            record = consumer.recv(), if assigned > 0 => {
+                let item = match record {
+                    Ok(record) => decode(record.payload(), record.timestamp().to_millis()),
+                    Err(e) => Err(BusError::Unavailable(e.to_string())),
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -220,54 +208,57 @@ fn consume(
 /// Assigns partitions `assigned..` of the topic; the first ones from the
 /// offsets at `start_ms`, later ones (the topic grew) from their beginning.
 /// Returns how many partitions are now assigned.
-fn assign_new_partitions(
-    consumer: &BaseConsumer,
+async fn assign_new_partitions(
+    consumer: &Arc<StreamConsumer>,
     topic: &str,
     assigned: usize,
     start_ms: i64,
 ) -> Result<usize, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let partitions = match metadata.topics().first() {
-        Some(t) if t.error().is_none() => t.partitions().len(),
-        _ => 0,
-    };
-    if partitions <= assigned {
-        return Ok(assigned);
-    }
-    let mut list = TopicPartitionList::new();
-    for p in assigned..partitions {
-        let offset = if assigned == 0 {
-            Offset::Offset(start_ms)
-        } else {
-            Offset::Beginning
+    let consumer = consumer.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+        let partitions = match metadata.topics().first() {
+            Some(t) if t.error().is_none() => t.partitions().len(),
+            _ => 0,
         };
-        list.add_partition_offset(topic, p as i32, offset)?;
-    }
-    if assigned == 0 {
-        // A partition with nothing newer than `start_ms` starts at the end
-        // it had *before* the lookup: every record past that end is newer.
-        // ("End" itself would mean the end when fetching starts, and lose
-        // what arrives in between.)
-        let mut ends = Vec::new();
-        for p in 0..partitions as i32 {
-            ends.push(consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT)?.1);
+        if partitions <= assigned {
+            return Ok(assigned);
         }
-        list = consumer.offsets_for_times(list, METADATA_TIMEOUT)?;
-        for (p, end) in ends.into_iter().enumerate() {
-            if list
-                .find_partition(topic, p as i32)
-                .is_none_or(|e| !matches!(e.offset(), Offset::Offset(_)))
-            {
-                list.set_partition_offset(topic, p as i32, Offset::Offset(end))?;
+        let mut list = TopicPartitionList::new();
+        for p in assigned..partitions {
+            let offset = if assigned == 0 {
+                Offset::Offset(start_ms)
+            } else {
+                Offset::Beginning
+            };
+            list.add_partition_offset(&topic, p as i32, offset)?;
+        }
+        if assigned == 0 {
+            // A partition with nothing newer than `start_ms` starts at the end
+            // it had *before* the lookup: every record past that end is newer.
+            // ("End" itself would mean the end when fetching starts, and lose
+            // what arrives in between.)
+            let mut ends = Vec::new();
+            for p in 0..partitions as i32 {
+                ends.push(consumer.fetch_watermarks(&topic, p, METADATA_TIMEOUT)?.1);
+            }
+            list = consumer.offsets_for_times(list, METADATA_TIMEOUT)?;
+            for (p, end) in ends.into_iter().enumerate() {
+                if list
+                    .find_partition(&topic, p as i32)
+                    .is_none_or(|e| !matches!(e.offset(), Offset::Offset(_)))
+                {
+                    list.set_partition_offset(&topic, p as i32, Offset::Offset(end))?;
+                }
             }
         }
-    }
-    consumer.incremental_assign(&list)?;
-    for e in list.elements() {
-        tracing::debug!(topic, partition = e.partition(), offset = ?e.offset(), error = ?e.error(), "start offset");
-    }
-    tracing::info!(topic, from = assigned, to = partitions, "assigned Kafka partitions");
-    Ok(partitions)
+        consumer.incremental_assign(&list)?;
+        tracing::info!(topic, from = assigned, to = partitions, "assigned Kafka partitions");
+        Ok(partitions)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
 }
 
 fn decode(payload: Option<&[u8]>, broker_ts: Option<i64>) -> Result<Received, BusError> {
