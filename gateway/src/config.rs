@@ -168,7 +168,13 @@ impl Config {
                     format!("`{url}` must start with redis:// or rediss://"),
                 ));
             }
-            url => url,
+            Some(url) => {
+                if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+                    return Err(bad("WHISPER_REDIS_URL", format!("`{url}` is not a Redis URL: {e}")));
+                }
+                Some(url)
+            }
+            None => None,
         };
         let ttl = duration("WHISPER_MESSAGE_TTL", s.message_ttl, "5m")?;
         if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(24 * 3600) {
@@ -346,6 +352,8 @@ mod tests {
             ("--burst", "lots", "WHISPER_BURST"),
             ("--kafka-topic", "bad topic", "WHISPER_KAFKA_TOPIC"),
             ("--redis-url", "http://x", "WHISPER_REDIS_URL"),
+            ("--redis-url", "redis://", "WHISPER_REDIS_URL"),
+            ("--redis-url", "redis://host:port", "WHISPER_REDIS_URL"),
             ("--gateway-id", "a/b", "WHISPER_GATEWAY_ID"),
             ("--history-max-bytes", "lots", "WHISPER_HISTORY_MAX_BYTES"),
             ("--max-frame-bytes", "1024", "WHISPER_MAX_FRAME_BYTES"),

@@ -25,6 +25,9 @@ use crate::server::AppState;
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bad frames in a row after which the connection is closed (4000).
 pub const MAX_BAD_FRAMES: u32 = 10;
+/// Sends refused by the rate limit in a row (none accepted in between) after
+/// which the client is abusing it and the connection is closed (4008).
+pub const MAX_RATE_LIMITED: u32 = 50;
 /// Time the writer gets to flush and send the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -50,6 +53,7 @@ pub async fn serve(state: AppState, socket: WebSocket) {
             user: None,
             rooms: HashSet::new(),
             bad_in_a_row: 0,
+            rate_limited_in_a_row: 0,
         };
         let reason = session.read(stream, too_slow).await;
         session.leave_all().await;
@@ -135,6 +139,7 @@ struct Session {
     rooms: HashSet<String>,
     bucket: TokenBucket,
     bad_in_a_row: u32,
+    rate_limited_in_a_row: u32,
 }
 
 impl Session {
@@ -163,7 +168,10 @@ impl Session {
                 frame = stream.next() => {
                     let text = match frame {
                         Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Binary(_))) => {
+                        Some(Ok(Message::Binary(data))) => {
+                            if data.len() > self.state.config.max_frame_bytes {
+                                return Some((close::TOO_BIG, "frame too large"));
+                            }
                             if self.bad_frame("binary frames are not part of the protocol", None) {
                                 return Some((close::PROTOCOL, "too many bad frames"));
                             }
@@ -243,7 +251,13 @@ impl Session {
                 let span = tracing::info_span!("leave", room);
                 self.leave(&user, room).instrument(span).await;
             }
-            ClientFrame::Send { room, text, reference } => return Ok(self.send(user, room, text, reference)),
+            ClientFrame::Send { room, text, reference } => {
+                let delivery = self.send(user, room, text, reference);
+                if self.rate_limited_in_a_row > MAX_RATE_LIMITED {
+                    return Err((close::POLICY, "kept sending past the rate limit"));
+                }
+                return Ok(delivery);
+            }
         }
         Ok(None)
     }
@@ -259,7 +273,11 @@ impl Session {
             },
             None => (uuid::Uuid::new_v4().simple().to_string(), None),
         };
-        let name = match clean_name(claimed_name.as_deref().or(name.as_deref()).unwrap_or("")) {
+        let Some(name) = claimed_name.as_deref().or(name.as_deref()) else {
+            self.error(ErrorCode::BadRequest, "hello needs a name", None);
+            return Ok(());
+        };
+        let name = match clean_name(name) {
             Ok(name) => name,
             Err(why) => {
                 self.error(ErrorCode::InvalidName, why, None);
@@ -305,6 +323,9 @@ impl Session {
     }
 
     async fn leave(&mut self, user: &Member, room: String) {
+        if !valid_room(&room) {
+            return self.error(ErrorCode::InvalidRoom, "invalid room id", None);
+        }
         if !self.rooms.remove(&room) {
             return self.error(ErrorCode::NotJoined, "not in that room", None);
         }
@@ -336,6 +357,7 @@ impl Session {
             ))
         } else if !self.bucket.try_take(Instant::now()) {
             self.state.metrics.rate_limited.inc();
+            self.rate_limited_in_a_row += 1;
             Some((
                 ErrorCode::RateLimited,
                 format!(
@@ -350,6 +372,7 @@ impl Session {
             self.error(code, &message, reference.as_deref());
             return None;
         }
+        self.rate_limited_in_a_row = 0;
         let ts = now_ms();
         let message = ChatMessage {
             room,

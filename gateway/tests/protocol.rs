@@ -20,6 +20,8 @@ async fn every_validation_error_answers_and_keeps_the_connection() {
 
     c.send(json!({"type": "join", "room": "lobby"})).await;
     assert_eq!(error(&mut c).await["code"], "bad_request", "frame before hello");
+    c.send(json!({"type": "hello"})).await;
+    assert_eq!(error(&mut c).await["code"], "bad_request", "hello without a name");
     for name in ["", "   ", &"x".repeat(33), "bad\u{1}name"] {
         c.send(json!({"type": "hello", "name": name})).await;
         assert_eq!(error(&mut c).await["code"], "invalid_name", "name {name:?}");
@@ -42,6 +44,7 @@ async fn every_validation_error_answers_and_keeps_the_connection() {
         (json!({"type": "join", "room": "-x"}), "invalid_room"),
         (json!({"type": "join", "room": "a".repeat(65)}), "invalid_room"),
         (json!({"type": "leave", "room": "lobby"}), "not_joined"),
+        (json!({"type": "leave", "room": "Not Valid"}), "invalid_room"),
         (
             json!({"type": "send", "room": "lobby", "text": "hi", "ref": "r1"}),
             "not_joined",
@@ -120,6 +123,11 @@ async fn a_frame_over_the_limit_closes_with_1009() {
     let mut c = Client::hello(&gw.url(), "huge").await;
     c.send_raw(Message::text("y".repeat(1 << 20))).await;
     assert_eq!(c.expect_close().await, Some(1009));
+
+    // Binary frames are bad requests, but one over the limit is too large first.
+    let mut c = Client::hello(&gw.url(), "binary").await;
+    c.send_raw(Message::binary(vec![0u8; 17 * 1024])).await;
+    assert_eq!(c.expect_close().await, Some(1009));
 }
 
 #[tokio::test]
@@ -162,6 +170,28 @@ async fn sending_faster_than_the_rate_is_refused_and_nothing_is_sent() {
     sender.say("lobby", "later").await;
     assert_eq!(reader.next_message().await["text"], "later");
     assert_eq!(gw.metric("whisper_rate_limited_total").await, 2.0);
+}
+
+#[tokio::test]
+async fn sending_on_past_the_rate_limit_closes_with_4008() {
+    let gw = Gateway::start(&[("WHISPER_RATE", "1"), ("WHISPER_BURST", "1")]).await;
+    let mut flood = Client::hello(&gw.url(), "flood").await;
+    let mut calm = Client::hello(&gw.url(), "calm").await;
+    flood.join("lobby").await;
+    calm.join("lobby").await;
+    // One accepted, then refusals; the 51st refusal in a row ends it.
+    for i in 0..60 {
+        flood
+            .send(json!({"type": "send", "room": "lobby", "text": format!("m{i}"), "ref": i.to_string()}))
+            .await;
+    }
+    let (frames, code) = flood.frames_until_close().await;
+    let refused = frames.iter().filter(|f| f["code"] == "rate_limited").count();
+    assert_eq!((code, refused), (Some(4008), 51));
+    // The room goes on for everyone else.
+    calm.say("lobby", "still here").await;
+    assert_eq!(calm.next_message().await["text"], "m0");
+    assert_eq!(calm.next_message().await["text"], "still here");
 }
 
 #[tokio::test]

@@ -262,16 +262,22 @@ impl Client {
 
     /// Waits for the server to close the connection; returns the close code.
     pub async fn expect_close(&mut self) -> Option<u16> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
+        self.frames_until_close().await.1
+    }
+
+    /// Every text frame until the server closes the connection, and the
+    /// close code (`None` when the connection just ended).
+    pub async fn frames_until_close(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut frames: Vec<Value> = self.backlog.drain(..).collect();
+        loop {
             match tokio::time::timeout(Duration::from_secs(20), self.ws.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code.into()),
+                Ok(Some(Ok(Message::Text(text)))) => frames.push(serde_json::from_str(&text).expect("frames are JSON")),
+                Ok(Some(Ok(Message::Close(frame)))) => return (frames, frame.map(|f| f.code.into())),
                 Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(_)) | None) => return None,
-                Err(_) => break,
+                Ok(Some(Err(_)) | None) => return (frames, None),
+                Err(_) => panic!("the server did not close the connection"),
             }
         }
-        panic!("the server did not close the connection");
     }
 
     pub async fn join(&mut self, room: &str) -> Value {
