@@ -281,11 +281,20 @@ async fn ensure_topic(cluster: &ChatCluster, ctx: &Context) -> Result<TopicOutco
             desired.name, state.replication_factor, desired.replication_factor
         ));
     }
+    // The controller owns the topic's configuration: its own keys must have
+    // their values, and any other topic-level override goes.
     let drift: Vec<String> = desired
         .configs
         .iter()
         .filter(|(k, v)| state.configs.get(*k) != Some(v))
         .map(|(k, v)| format!("{k}={v} (was {})", state.configs.get(k).map_or("unset", String::as_str)))
+        .chain(
+            state
+                .configs
+                .iter()
+                .filter(|(k, _)| !desired.configs.contains_key(*k))
+                .map(|(k, v)| format!("{k} removed (was {v})")),
+        )
         .collect();
     if !drift.is_empty() {
         ctx.topics.set_configs(brokers, &desired.name, &desired.configs).await?;

@@ -91,6 +91,8 @@ impl KafkaAdmin {
             .set("bootstrap.servers", brokers)
             .set("client.id", "whisper-controller")
             .set("reconnect.backoff.max.ms", "1000")
+            // Looking a topic up must never create it with the broker's defaults.
+            .set("allow.auto.create.topics", "false")
             .create()
             .map_err(err)?;
         let client = Arc::new(client);

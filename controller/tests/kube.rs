@@ -304,9 +304,23 @@ async fn a_chat_cluster_gets_its_topic_gateways_and_status_and_drift_is_put_back
         .alter_configs([&alter], &AdminOptions::new())
         .await
         .unwrap();
-    eventually("the drifted retention.ms is put back", || async {
+    let configs = eventually("the drifted retention.ms is put back", || async {
         let (_, configs) = topic(&env.brokers, &topic_name).await?;
-        (configs.get("retention.ms")? == "120000" && configs.contains_key("segment.ms")).then_some(())
+        (configs.get("retention.ms")? == "120000" && configs.contains_key("segment.ms")).then_some(configs)
+    })
+    .await;
+    // So is an override the controller did not ask for, with its own keys untouched.
+    let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&topic_name)).set("max.message.bytes", "100000");
+    for (key, value) in &configs {
+        alter = alter.set(key, value);
+    }
+    admin(&env.brokers)
+        .alter_configs([&alter], &AdminOptions::new())
+        .await
+        .unwrap();
+    eventually("the extra max.message.bytes is removed", || async {
+        let (_, now) = topic(&env.brokers, &topic_name).await?;
+        (now == configs).then_some(())
     })
     .await;
 

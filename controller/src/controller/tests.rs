@@ -236,7 +236,10 @@ async fn drifted_config_is_put_back_and_shrinking_is_reported() {
     let kafka = Arc::new(FakeKafka::with(TopicState {
         partitions: 9,
         replication_factor: 1,
-        configs: BTreeMap::from([("retention.ms".into(), "999".into())]),
+        configs: BTreeMap::from([
+            ("retention.ms".into(), "999".into()),
+            ("retention.bytes".into(), "1000".into()),
+        ]),
     }));
     let (client, server) = api_server(vec![
         expect(Method::POST, EVENTS, StatusCode::CREATED, json!({})),
@@ -273,6 +276,12 @@ async fn drifted_config_is_put_back_and_shrinking_is_reported() {
             .as_str()
             .unwrap()
             .contains("retention.ms=300000 (was 999)")
+    );
+    assert!(
+        bodies[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("retention.bytes removed (was 1000)")
     );
     let topic_ready = &bodies[6]["status"]["conditions"][1];
     assert_eq!(

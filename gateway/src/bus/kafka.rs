@@ -62,6 +62,9 @@ impl KafkaBus {
             .set("client.id", gateway_id)
             .set("acks", "all")
             .set("enable.idempotence", "true")
+            // The readiness check looks the topic up; that must never create
+            // it with the broker's defaults (the topic is made on purpose).
+            .set("allow.auto.create.topics", "false")
             .set("reconnect.backoff.max.ms", "1000")
             .set("retry.backoff.max.ms", "1000")
             .set("linger.ms", "2")
