@@ -29,6 +29,9 @@ use crate::topic::{TopicAdmin, TopicError, TopicSpec, TopicState};
 
 /// The field manager of every server-side apply, and the event reporter.
 pub const MANAGER: &str = "whisper-controller";
+/// The field manager that holds the gateways' replica count while it passes
+/// from the controller to the autoscaler.
+const HANDOFF_MANAGER: &str = "whisper-controller-handoff";
 /// Guards the topic while the ChatCluster exists.
 pub const FINALIZER: &str = "whisperrooms.io/topic";
 /// How long deletion keeps retrying an unreachable Kafka before it lets the
@@ -325,6 +328,22 @@ async fn apply_children(cluster: &ChatCluster, ctx: &Context, namespace: &str) -
     let name = resources::gateway_name(cluster);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let before = deployments.get_opt(&name).await?;
+    if cluster.spec.gateway.autoscaling.is_some()
+        && let Some(current) = before.as_ref().and_then(replicas_we_own)
+    {
+        // Autoscaling was just turned on. Our apply stops naming replicas;
+        // were nobody else to own them, the API server would reset them to 1
+        // until the HPA acts. Another manager keeps the current count.
+        let keep = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"replicas": current},
+        });
+        deployments
+            .patch(&name, &PatchParams::apply(HANDOFF_MANAGER).force(), &Patch::Apply(keep))
+            .await?;
+    }
     let desired = resources::deployment(cluster, &ctx.gateway_image);
     let after = server_side_apply(&deployments, &name, &desired).await?;
     let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
@@ -402,6 +421,24 @@ where
     value["kind"] = K::kind(&K::DynamicType::default()).into();
     api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(value))
         .await
+}
+
+/// The Deployment's replicas, when this controller's applied config owns them.
+fn replicas_we_own(deployment: &Deployment) -> Option<i32> {
+    let owned = deployment
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|f| f.manager.as_deref() == Some(MANAGER) && f.operation.as_deref() == Some("Apply"))
+        .filter_map(|f| f.fields_v1.as_ref())
+        .any(|f| f.0.get("f:spec").and_then(|spec| spec.get("f:replicas")).is_some());
+    if owned {
+        deployment.spec.as_ref()?.replicas
+    } else {
+        None
+    }
 }
 
 /// Deletes the object if it exists; returns whether it did.

@@ -437,6 +437,11 @@ async fn kubectl_scale_and_autoscaling_drive_the_gateways() {
         (!fields.contains("f:replicas")).then_some(())
     })
     .await;
+    // Handing replicas to the HPA keeps the gateways that run (no reset to 1).
+    assert_eq!(
+        deployment(&env, "scaled-gateway").await.unwrap().spec.unwrap().replicas,
+        Some(5)
+    );
 
     let object = chat_cluster(&env, "scaled", &topic_name, json!({}), json!({"replicas": 3}));
     let (ok, out) = kubectl_apply(&env, &object);
