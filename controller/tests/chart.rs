@@ -457,13 +457,25 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
         return;
     };
     let id = uuid_like();
-    // README: helm install whisperrooms charts/whisperrooms -n whisperrooms --create-namespace
+    // README: helm install whisperrooms charts/whisperrooms -n whisperrooms --create-namespace \
+    //   --set controller.image.repository=... --set gateway.image.repository=...
     // Here with a release and namespace of its own: the API server is shared,
     // and its ClusterRole names must not collide.
     let namespace = format!("chart-{}", &id[..10]);
     let release = format!("wr-{}", &id[10..18]);
-    kube.helm(&["install", &release, CHART, "-n", &namespace, "--create-namespace"])
-        .expect("helm install");
+    kube.helm(&[
+        "install",
+        &release,
+        CHART,
+        "-n",
+        &namespace,
+        "--create-namespace",
+        "--set",
+        "controller.image.repository=registry.example/whisperrooms/controller",
+        "--set",
+        "gateway.image.repository=registry.example/whisperrooms/gateway",
+    ])
+    .expect("helm install");
     let mut installed = Release {
         kube: &kube,
         name: release.clone(),
@@ -490,7 +502,10 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], json!(name));
     let container = &pod["containers"][0];
-    assert_eq!(container["image"], json!(format!("whisperrooms/controller:{VERSION}")));
+    assert_eq!(
+        container["image"],
+        json!(format!("registry.example/whisperrooms/controller:{VERSION}"))
+    );
     let env = container["env"].as_array().unwrap();
     let settings: BTreeMap<String, String> = env
         .iter()
@@ -500,7 +515,7 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
     assert_eq!(settings["WHISPER_LEADER_ELECTION"], "true");
     assert_eq!(
         settings["WHISPER_GATEWAY_IMAGE"],
-        format!("whisperrooms/gateway:{VERSION}")
+        format!("registry.example/whisperrooms/gateway:{VERSION}")
     );
     for (var, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
         assert!(
@@ -642,7 +657,7 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
     .await;
     assert_eq!(
         gateways["spec"]["template"]["spec"]["containers"][0]["image"],
-        json!(format!("whisperrooms/gateway:{VERSION}"))
+        json!(format!("registry.example/whisperrooms/gateway:{VERSION}"))
     );
     let lease = kube
         .get(&namespace, &["lease", "whisper-controller"])
