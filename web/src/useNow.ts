@@ -10,7 +10,9 @@ export function useNow(intervalMs = 1000): number {
       setNow(t);
       timer = setTimeout(tick, intervalMs - (t % intervalMs) + 5);
     };
-    timer = setTimeout(tick, intervalMs - (Date.now() % intervalMs) + 5);
+    // Read the clock at once: a hook that just went from a slow interval to
+    // a fast one must not show a value that is up to the slow one old.
+    timer = setTimeout(tick, 0);
     return () => {
       clearTimeout(timer);
     };
