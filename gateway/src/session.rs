@@ -56,8 +56,8 @@ pub async fn serve(state: AppState, socket: WebSocket) {
             rate_limited_in_a_row: 0,
         };
         let reason = session.read(stream, too_slow).await;
-        session.leave_all().await;
-        session.state.metrics.connections.dec();
+        // Close first: the client hears why at once, even when the presence
+        // store is slow to answer the leaves below.
         if let Some((code, why)) = reason {
             tracing::debug!(code, why, "closing");
             let _ = close_tx.send(CloseFrame {
@@ -65,6 +65,8 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                 reason: Utf8Bytes::from_static(why),
             });
         }
+        session.leave_all().await;
+        session.state.metrics.connections.dec();
         drop(session);
         if tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
             writer.abort();
