@@ -315,24 +315,42 @@ fn every_rendered_object_and_every_k8s_manifest_is_accepted_by_the_api_server() 
     let namespace = kube.namespace("chart-dry");
     let dir = temp_dir("rendered");
 
-    for (label, extra) in [("defaults", &[][..]), ("all-on", &["-f", ALL_ON][..])] {
+    // All on, the controller watches one namespace (that one, so that the
+    // dry run finds it): its rules are bound there only.
+    let watch = format!("controller.watchNamespace={namespace}");
+    for (label, extra) in [("defaults", &[][..]), ("all-on", &["-f", ALL_ON, "--set", &watch][..])] {
         let mut args = vec!["template", "dry", CHART, "--namespace", &namespace];
         args.extend_from_slice(extra);
         let rendered = kube.helm(&args).expect(&format!("helm template ({label})"));
         let objects = documents(&rendered);
         let kinds: Vec<String> = objects.iter().map(|o| kind_and_name(o).0).collect();
         let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-        for kind in [
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "Role",
-            "RoleBinding",
-            "Service",
-            "Deployment",
+        let one_namespace = label == "all-on";
+        for (kind, n) in [
+            ("ServiceAccount", 1),
+            ("ClusterRole", 1),
+            ("ClusterRoleBinding", usize::from(!one_namespace)),
+            ("Role", 1),
+            ("RoleBinding", 1 + usize::from(one_namespace)),
+            ("Service", 1),
+            ("Deployment", 1),
         ] {
-            assert_eq!(count(kind), 1, "{label}: {kind} in {kinds:?}");
+            assert_eq!(count(kind), n, "{label}: {kind} in {kinds:?}");
         }
+        let bindings: Vec<&Value> = objects
+            .iter()
+            .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
+            .collect();
+        assert!(
+            bindings.iter().any(|b| b["roleRef"]["kind"] == "ClusterRole"
+                && (!one_namespace || b["metadata"]["namespace"] == json!(namespace))),
+            "{label}: the ClusterRole is bound {}: {bindings:?}",
+            if one_namespace {
+                "in the watched namespace"
+            } else {
+                "cluster-wide"
+            }
+        );
         let optional = [
             ("ServiceMonitor", 2),
             ("PrometheusRule", 1),
