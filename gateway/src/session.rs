@@ -168,12 +168,17 @@ impl Session {
                 }
                 Some((reference, room, id, result)) = pending.next() => self.delivered(reference, room, id, result),
                 frame = stream.next() => {
+                    let size = match &frame {
+                        Some(Ok(Message::Text(text))) => text.len(),
+                        Some(Ok(Message::Binary(data))) => data.len(),
+                        _ => 0,
+                    };
+                    if size > self.state.config.max_frame_bytes {
+                        return Some((close::TOO_BIG, "frame too large"));
+                    }
                     let text = match frame {
                         Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Binary(data))) => {
-                            if data.len() > self.state.config.max_frame_bytes {
-                                return Some((close::TOO_BIG, "frame too large"));
-                            }
+                        Some(Ok(Message::Binary(_))) => {
                             if self.bad_frame("binary frames are not part of the protocol", None) {
                                 return Some((close::PROTOCOL, "too many bad frames"));
                             }
@@ -183,9 +188,6 @@ impl Session {
                         Some(Ok(Message::Close(_))) | None => return None,
                         Some(Err(e)) => return read_error(&e),
                     };
-                    if text.len() > self.state.config.max_frame_bytes {
-                        return Some((close::TOO_BIG, "frame too large"));
-                    }
                     match ClientFrame::parse(text.as_str()) {
                         Ok(frame) => {
                             self.bad_in_a_row = 0;

@@ -181,11 +181,11 @@ class Gateway {
 
 /**
  * Starts a gateway on `port` (a free one by default) against the test
- * services, or alone on its embedded bus and in-memory presence when
- * `embedded` (what `make run` starts), and waits until it is ready and
- * serves the UI.
+ * services, or, with no services, alone on its embedded bus and in-memory
+ * presence (what `make run` starts), and waits until it is ready and serves
+ * the UI.
  */
-export async function startGateway({ services: svc, topic, name = 'gw', port, ttl, embedded = false }) {
+export async function startGateway({ services: svc, topic, name = 'gw', port, ttl }) {
   assert.ok(
     existsSync(GATEWAY_BIN),
     `no gateway binary at ${GATEWAY_BIN}: build it with \`cargo build -p whisper-gateway\` or set WHISPER_GATEWAY_BIN`,
@@ -202,7 +202,7 @@ export async function startGateway({ services: svc, topic, name = 'gw', port, tt
     HOME: process.env.HOME ?? homedir(),
     NO_COLOR: '1',
     WHISPER_LISTEN: `127.0.0.1:${listen}`,
-    ...(embedded ? {} : { WHISPER_KAFKA_BROKERS: svc.kafka, WHISPER_KAFKA_TOPIC: topic, WHISPER_REDIS_URL: svc.redis }),
+    ...(svc === null ? {} : { WHISPER_KAFKA_BROKERS: svc.kafka, WHISPER_KAFKA_TOPIC: topic, WHISPER_REDIS_URL: svc.redis }),
     WHISPER_GATEWAY_ID: id,
     WHISPER_LOG: 'info,whisper_gateway=debug',
     ...(ttl === undefined ? {} : { WHISPER_MESSAGE_TTL: ttl }),
@@ -483,16 +483,18 @@ class Scenario {
 
 /**
  * A browser test. It is skipped (with the reason) when the services are not
- * configured, and fails instead under CI=true.
+ * configured, and fails instead under CI=true. An `embedded` one needs no
+ * services: its gateways run alone on the embedded bus.
  */
-export function scenario(name, body, { timeout = TIMEOUTS.scenario } = {}) {
-  const svc = services();
-  if (svc.problem !== null && !CI) {
-    test(name, { skip: svc.problem }, () => undefined);
+export function scenario(name, body, { timeout = TIMEOUTS.scenario, embedded = false } = {}) {
+  const svc = embedded ? null : services();
+  const problem = svc?.problem ?? null;
+  if (problem !== null && !CI) {
+    test(name, { skip: problem }, () => undefined);
     return;
   }
   test(name, { timeout }, async (t) => {
-    if (svc.problem !== null) assert.fail(`under CI=true the browser tests need the services: ${svc.problem}`);
+    if (problem !== null) assert.fail(`under CI=true the browser tests need the services: ${problem}`);
     const s = new Scenario(name, svc);
     // A timed-out body never returns: keep its pages and stop its processes now.
     const onAbort = () => void s.saveFailureScreens().finally(() => s.cleanup());
