@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
+  V1_FEATURES,
   encodeClientFrame,
+  featuresOf,
   isValidRoomId,
   nameProblem,
   normalizeRoomId,
@@ -102,6 +104,60 @@ describe('parseServerFrame accepts every server frame of the spec', () => {
   });
 });
 
+describe('parseServerFrame reads the v1.1 additions', () => {
+  const v11 = {
+    type: 'welcome',
+    session: 's-1',
+    user: alice,
+    gateway: 'gw-a',
+    ttl_ms: 300000,
+    limits: {
+      max_text_bytes: 2000,
+      messages_per_second: 5,
+      burst: 10,
+      max_rooms: 32,
+      frames_per_second: 20,
+      frame_burst: 40,
+      min_ttl_ms: 1000,
+    },
+    idle_timeout_ms: 60000,
+    encryption_required: true,
+  };
+
+  it('welcome with limits, idle timeout and encryption_required', () => {
+    expect(ok(v11)).toEqual(v11);
+  });
+
+  it('message with enc', () => {
+    expect(ok({ ...msg, enc: 'aes-gcm-v1' })).toEqual({ ...msg, enc: 'aes-gcm-v1' });
+    expect(ok({ ...msg, enc: null })).toEqual(msg);
+  });
+
+  it('features: a v1 welcome offers nothing new', () => {
+    const limits = { max_text_bytes: 2000, messages_per_second: 5, burst: 10, max_rooms: 32 };
+    const v1 = ok({ ...v11, limits, idle_timeout_ms: undefined, encryption_required: undefined });
+    if (v1.type !== 'welcome') throw new Error('not a welcome');
+    expect(featuresOf(v1)).toEqual(V1_FEATURES);
+  });
+
+  it('features: a v1.1 welcome offers lifetimes, idempotent sends and says whether encryption is required', () => {
+    const w = ok(v11);
+    if (w.type !== 'welcome') throw new Error('not a welcome');
+    expect(featuresOf(w)).toEqual({ lifetimes: { min: 1000, max: 300000 }, idempotentSend: true, encryptionRequired: true });
+    const open = ok({ ...v11, encryption_required: false });
+    if (open.type !== 'welcome') throw new Error('not a welcome');
+    expect(featuresOf(open).encryptionRequired).toBe(false);
+  });
+
+  it.each([
+    ['a string min_ttl_ms', { ...v11, limits: { ...v11.limits, min_ttl_ms: '1000' } }],
+    ['a string encryption_required', { ...v11, encryption_required: 'yes' }],
+    ['a numeric enc', { ...msg, enc: 1 }],
+  ])('rejects %s', (_label, frame) => {
+    expect(bad(frame)).toBeTruthy();
+  });
+});
+
 describe('parseServerFrame rejects garbage', () => {
   it.each([
     ['not JSON', '{nope'],
@@ -170,6 +226,16 @@ describe('client frames', () => {
     );
     expect(encodeClientFrame({ type: 'leave', room: 'lobby' })).toBe('{"type":"leave","room":"lobby"}');
     expect(encodeClientFrame({ type: 'ping', ref: 'p-1' })).toBe('{"type":"ping","ref":"p-1"}');
+    const v11Send = {
+      type: 'send',
+      room: 'r',
+      text: 'c2lw',
+      ref: 'c-2',
+      cid: 'AAAAAAAAAAAAAAAAAAAAAA',
+      ttl_ms: 30000,
+      enc: 'aes-gcm-v1',
+    } as const;
+    expect(JSON.parse(encodeClientFrame(v11Send))).toEqual(v11Send);
   });
 });
 

@@ -1,9 +1,10 @@
 /**
- * WhisperRooms wire protocol, version 1 (shared/spec/protocol-v1.md).
+ * WhisperRooms wire protocol, versions 1 and 1.1 (docs/protocol.md).
  *
- * The frame types below mirror the spec field for field. Server frames are
- * untrusted input: `parseServerFrame` checks every field the UI relies on and
- * turns anything else into a typed failure instead of throwing.
+ * The frame types below mirror the reference field for field. Server frames
+ * are untrusted input: `parseServerFrame` checks every field the UI relies on
+ * and turns anything else into a typed failure instead of throwing. The v1.1
+ * fields are optional: a v1 gateway leaves them out.
  */
 
 export const WS_PATH = '/v1/ws';
@@ -24,6 +25,11 @@ export interface Limits {
   messages_per_second: number;
   burst: number;
   max_rooms: number;
+  /** v1.1: every client frame spends from this per-connection budget. */
+  frames_per_second?: number;
+  frame_burst?: number;
+  /** v1.1: the shortest `ttl_ms` a `send` may ask for. */
+  min_ttl_ms?: number;
 }
 
 /** The limits the spec documents as defaults, used until `welcome` says otherwise. */
@@ -56,8 +62,15 @@ export interface LeaveFrame {
 export interface SendFrame {
   type: 'send';
   room: string;
+  /** Plain text, or with `enc` the ciphertext of that scheme. */
   text: string;
   ref?: string;
+  /** v1.1: client-chosen message id; sends with the same `cid` are one message. */
+  cid?: string;
+  /** v1.1: this message's lifetime, `min_ttl_ms` … the gateway's `ttl_ms`. */
+  ttl_ms?: number;
+  /** v1.1: end-to-end encryption scheme of `text` (`ENC_SCHEME` in crypto.ts). */
+  enc?: string;
 }
 
 export interface PingFrame {
@@ -76,6 +89,10 @@ export interface WelcomeFrame {
   gateway: string;
   ttl_ms: number;
   limits: Limits;
+  /** v1.1: a socket silent this long is closed with 4010. */
+  idle_timeout_ms?: number;
+  /** v1.1: the gateway refuses a `send` without `enc`. */
+  encryption_required?: boolean;
 }
 
 export interface MessageFrame {
@@ -86,8 +103,10 @@ export interface MessageFrame {
   text: string;
   /** Unix milliseconds, server clock. */
   ts: number;
-  /** Unix milliseconds, server clock; `ts + ttl_ms`. */
+  /** Unix milliseconds, server clock; `ts + ttl_ms` (the message's own `ttl_ms` when it chose one). */
   expires_at: number;
+  /** v1.1: `text` is ciphertext of this end-to-end encryption scheme. */
+  enc?: string;
 }
 
 export interface JoinedFrame {
@@ -128,6 +147,10 @@ export const ERROR_CODES = [
   'rate_limited',
   'unavailable',
   'unauthorized',
+  // v1.1
+  'invalid_ttl',
+  'encryption_required',
+  'blocked',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -178,9 +201,14 @@ export const CloseCode = {
   Policy: 4008,
   /** Outbound queue overflowed: reconnect and re-join with `since`. */
   TooSlow: 4009,
+  /** v1.1: nothing heard within `idle_timeout_ms`: reconnect and re-join with `since`. */
+  Idle: 4010,
 } as const;
 
 // ---------------------------------------------------------------- validation
+
+/** What a v1.1 `cid` looks like. */
+export const CID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
 
 /** True when `room` is a valid room id. */
 export function isValidRoomId(room: string): boolean {
@@ -226,6 +254,35 @@ export function isBlank(text: string): boolean {
   return text.trim().length === 0;
 }
 
+// ---------------------------------------------------------------- versions
+
+/** What a gateway offers beyond v1, as its `welcome` announces it. */
+export interface Features {
+  /** `send` may carry `ttl_ms` within these bounds (ms); null on a v1 gateway. */
+  lifetimes: { min: number; max: number } | null;
+  /** `send` with a `cid` is idempotent, so a send whose fate is unknown may be retried. */
+  idempotentSend: boolean;
+  /** Only end-to-end encrypted text is carried. */
+  encryptionRequired: boolean;
+}
+
+/** What a gateway is taken to offer before its `welcome`: plain v1. */
+export const V1_FEATURES: Readonly<Features> = { lifetimes: null, idempotentSend: false, encryptionRequired: false };
+
+/**
+ * Reads the v1.1 additions off a `welcome`. The additions come together, so
+ * a welcome announcing `limits.min_ttl_ms` is a v1.1 gateway's.
+ */
+export function featuresOf(welcome: WelcomeFrame): Features {
+  const min = welcome.limits.min_ttl_ms;
+  const v11 = min !== undefined;
+  return {
+    lifetimes: v11 ? { min: Math.min(min, welcome.ttl_ms), max: welcome.ttl_ms } : null,
+    idempotentSend: v11,
+    encryptionRequired: welcome.encryption_required === true,
+  };
+}
+
 // ---------------------------------------------------------------- parsing
 
 export type ParseResult = { ok: true; frame: ServerFrame } | { ok: false; error: string };
@@ -262,6 +319,23 @@ function num(o: Obj, key: string): number {
   return v;
 }
 
+/** Optional number: absent and `null` both mean "not there". */
+function optNum(o: Obj, key: string): number | undefined {
+  return o[key] === undefined || o[key] === null ? undefined : num(o, key);
+}
+
+function optBool(o: Obj, key: string): boolean | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') fail(`field "${key}" must be a boolean`);
+  return v;
+}
+
+/** `{ key: value }`, or nothing when the value is absent: spread it into a frame. */
+function opt<K extends string, V>(key: K, value: V | undefined): Partial<Record<K, V>> {
+  return (value === undefined ? {} : { [key]: value }) as Partial<Record<K, V>>;
+}
+
 function obj(o: Obj, key: string): Obj {
   const v = o[key];
   if (!isObj(v)) fail(`field "${key}" must be an object`);
@@ -292,11 +366,12 @@ function message(o: Obj): MessageFrame {
     text: str(o, 'text'),
     ts: num(o, 'ts'),
     expires_at: num(o, 'expires_at'),
+    ...opt('enc', optStr(o, 'enc')),
   };
 }
 
 function withRef<T extends object>(frame: T, ref: string | undefined): T & { ref?: string } {
-  return ref === undefined ? frame : { ...frame, ref };
+  return { ...frame, ...opt('ref', ref) };
 }
 
 function decode(o: Obj): ServerFrame {
@@ -315,7 +390,12 @@ function decode(o: Obj): ServerFrame {
           messages_per_second: num(limits, 'messages_per_second'),
           burst: num(limits, 'burst'),
           max_rooms: num(limits, 'max_rooms'),
+          ...opt('frames_per_second', optNum(limits, 'frames_per_second')),
+          ...opt('frame_burst', optNum(limits, 'frame_burst')),
+          ...opt('min_ttl_ms', optNum(limits, 'min_ttl_ms')),
         },
+        ...opt('idle_timeout_ms', optNum(o, 'idle_timeout_ms')),
+        ...opt('encryption_required', optBool(o, 'encryption_required')),
       };
     }
     case 'joined':
