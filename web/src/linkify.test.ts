@@ -48,6 +48,53 @@ describe('linkify', () => {
   });
 });
 
+describe('hostile text', () => {
+  const links = (text: string) => linkify(text).filter((s) => s.kind === 'link');
+
+  it('never links anything but http(s)', () => {
+    for (const text of [
+      'javascript:alert(1)',
+      '<a href="javascript:alert(1)">x</a>',
+      'JaVaScRiPt:alert(1)',
+      'data:text/html,<script>alert(1)</script>',
+      'vbscript:msgbox(1)',
+      'file:///etc/passwd',
+      '<script>alert(document.cookie)</script>',
+    ]) {
+      expect(linkify(text)).toEqual([{ kind: 'text', text }]);
+    }
+    // A javascript: URL hidden after an http one is still text.
+    expect(links('http://x.org/?javascript:alert(1)').map((l) => l.href)).toEqual(['http://x.org/?javascript:alert(1)']);
+  });
+
+  it('ends a link at a direction override or a zero-width character', () => {
+    expect(linkify('https://example.com/\u202Egpj.exe')).toEqual([
+      { kind: 'link', text: 'https://example.com/', href: 'https://example.com/' },
+      { kind: 'text', text: '\u202Egpj.exe' },
+    ]);
+    expect(links('https://exa\u200Dmple.com').map((l) => l.text)).toEqual(['https://exa']);
+    expect(links('https://a.org\u2066x\u2069').map((l) => l.text)).toEqual(['https://a.org']);
+    expect(links('https://a.org\uFEFFb').map((l) => l.text)).toEqual(['https://a.org']);
+  });
+
+  it('keeps every character of the text, links or not', () => {
+    const texts = [
+      '\u202Eevil\u202C plain',
+      '👩‍👩‍👧‍👦 family (zero-width joiners)',
+      '🙂'.repeat(2000),
+      'x'.repeat(2000),
+      'see https://example.com/a and http://b.org.',
+    ];
+    for (const text of texts) {
+      expect(
+        linkify(text)
+          .map((s) => s.text)
+          .join(''),
+      ).toBe(text);
+    }
+  });
+});
+
 describe('route', () => {
   it('reads the room from the hash or the query', () => {
     expect(roomFromUrl('#/room/lobby', '')).toBe('lobby');

@@ -4,9 +4,11 @@
  */
 export type Segment = { kind: 'text'; text: string } | { kind: 'link'; text: string; href: string };
 
-// A URL runs to the next white space; trailing punctuation that usually ends
-// a sentence (or closes a bracket opened before the URL) is left out.
-const URL_PATTERN = /\bhttps?:\/\/[^\s<>"]+/gi;
+// A URL runs to the next white space, or to an invisible formatting
+// character (bidi controls, zero-width characters), which would let a link's
+// text look like another address; trailing punctuation that usually ends a
+// sentence (or closes a bracket opened before the URL) is left out.
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+/gi;
 const TRAILING = `.,;:!?'")]}>`;
 
 /** The URL if `candidate` is a well-formed http(s) URL, else null. */

@@ -36,7 +36,7 @@ export function MembersPanel({ id, room, members, selfId, open, stale, onClose }
         {sorted.map((m) => (
           <li key={m.id} className="member" data-testid="member" data-id={m.id}>
             <Avatar name={m.name} size="sm" />
-            <span className="member-name">{m.name}</span>
+            <bdi className="member-name">{m.name}</bdi>
             {m.id === selfId && <span className="you-tag">you</span>}
           </li>
         ))}

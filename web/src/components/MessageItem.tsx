@@ -40,15 +40,15 @@ export const MessageItem = memo(function MessageItem({ message, grouped, now, of
       </div>
       <div className="msg-body">
         <div className={grouped ? 'msg-head sr-only' : 'msg-head'}>
-          <span className="msg-sender" data-testid="message-sender" data-user-id={message.user.id}>
+          <bdi className="msg-sender" data-testid="message-sender" data-user-id={message.user.id}>
             {message.user.name}
-          </span>
+          </bdi>
           {message.own && <span className="you-tag">you</span>}
           <time className="msg-time" dateTime={sent.toISOString()} title={fullFormat.format(sent)}>
             {timeFormat.format(sent)}
           </time>
         </div>
-        <div className="msg-text" data-testid="message-text">
+        <div className="msg-text" data-testid="message-text" dir="auto">
           <LinkifiedText text={message.text} />
         </div>
       </div>

@@ -52,9 +52,9 @@ export function Sidebar(props: Props) {
         <div className="me">
           <Avatar name={props.self?.name ?? props.name} size="sm" />
           <div className="me-text">
-            <span className="me-name" data-testid="self-name">
+            <bdi className="me-name" data-testid="self-name">
               {props.self?.name ?? props.name}
-            </span>
+            </bdi>
             <button type="button" className="link-button" onClick={props.onChangeName} data-testid="change-name">
               Change name
             </button>
