@@ -1,8 +1,18 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ChatClient, type ChatClientOptions } from './client.ts';
+import { ChatClient, wireLength, type ChatClientOptions } from './client.ts';
+import { ENC_SCHEME, decryptText, encryptText, importRoomKey, newRoomKey } from './crypto.ts';
 import type { ChatError } from './errors.ts';
+import { CID_PATTERN } from './protocol.ts';
 import { DEFAULT_BACKOFF, backoffDelay, policyDelay } from './transport.ts';
-import { FakeClock, FakeNetwork, messageFrame, welcomeFrame, type FakeSocket } from './testing/fakes.ts';
+import {
+  FakeClock,
+  FakeNetwork,
+  V11_EXTRA,
+  V11_LIMITS,
+  messageFrame,
+  welcomeFrame,
+  type FakeSocket,
+} from './testing/fakes.ts';
 
 const me = { id: 'u-me', name: 'alice' };
 const bob = { id: 'u-bob', name: 'bob' };
@@ -51,15 +61,6 @@ function room(client: ChatClient, id: string) {
 
 function ids(client: ChatClient, id: string): string[] {
   return room(client, id).messages.map((m) => m.id);
-}
-
-/** Settles a promise into a plain result so tests can assert on it. */
-async function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: ChatError }> {
-  try {
-    return { ok: true, value: await p };
-  } catch (e) {
-    return { ok: false, error: e as ChatError };
-  }
 }
 
 describe('handshake and joining', () => {
@@ -293,107 +294,442 @@ describe('messages, presence and unread', () => {
 });
 
 describe('sending', () => {
-  function joined(client: ChatClient): FakeSocket {
-    const sock = online(client);
+  /** Online (v1, or v1.1 with `v11`) and joined to #lobby. */
+  function joined(client: ChatClient, { v11 = false, user = me } = {}): FakeSocket {
+    client.connect();
+    const sock = net.last;
+    sock.open();
+    sock.receive(v11 ? welcomeFrame(user, 'gw-a', V11_LIMITS, V11_EXTRA) : welcomeFrame(user));
     client.join('lobby');
-    sock.receive({ type: 'joined', room: 'lobby', history: [], members: [me] });
+    sock.receive({ type: 'joined', room: 'lobby', history: [], members: [user] });
     return sock;
   }
 
-  it('send → ack resolves with the message id; the echo is shown once, as own', async () => {
+  function outbox(client: ChatClient, roomId = 'lobby') {
+    return room(client, roomId).outbox.map((o) => ({ text: o.text, status: o.status, code: o.error?.code ?? null }));
+  }
+
+  it('send → ack → echo: sending, then sent, then the message itself, once, as own', () => {
     const client = makeClient();
     const sock = joined(client);
-    const p = client.send('lobby', 'hello there');
+    const cid = client.send('lobby', 'hello there');
+    expect(cid).toMatch(CID_PATTERN);
     const frame = sock.lastOf('send');
-    expect(frame).toEqual({ type: 'send', room: 'lobby', text: 'hello there', ref: expect.stringMatching(/^c-/) as string });
+    expect(frame).toEqual({ type: 'send', room: 'lobby', text: 'hello there', ref: expect.stringMatching(/^c-/) as string, cid });
+    expect(outbox(client)).toEqual([{ text: 'hello there', status: 'sending', code: null }]);
+
     sock.receive({ type: 'ack', ref: frame?.ref, room: 'lobby', id: 'm-42' });
-    await expect(p).resolves.toBe('m-42');
+    expect(outbox(client)).toEqual([{ text: 'hello there', status: 'sent', code: null }]);
     sock.receive(messageFrame('lobby', 'm-42', me, 'hello there', clock.now()));
-    expect(room(client, 'lobby').messages.map((m) => [m.id, m.own])).toEqual([['m-42', true]]);
+    expect(room(client, 'lobby').messages.map((m) => [m.id, m.own, m.body])).toEqual([
+      ['m-42', true, { kind: 'text', text: 'hello there', encrypted: false }],
+    ]);
+    expect(outbox(client)).toEqual([]);
   });
 
-  it('the echo may overtake the ack', async () => {
+  it('the echo may overtake the ack', () => {
     const client = makeClient();
     const sock = joined(client);
-    const p = client.send('lobby', 'fast');
+    client.send('lobby', 'fast');
     sock.receive(messageFrame('lobby', 'm-7', me, 'fast', clock.now()));
     sock.receive({ type: 'ack', ref: sock.lastOf('send')?.ref, room: 'lobby', id: 'm-7' });
-    await expect(p).resolves.toBe('m-7');
     expect(room(client, 'lobby').messages.map((m) => [m.id, m.own])).toEqual([['m-7', true]]);
+    expect(outbox(client)).toEqual([]);
   });
 
-  it('send → error with the same ref rejects with the code and human words (the UI keeps the text)', async () => {
+  it('every message gets a cid of its own', () => {
     const client = makeClient();
     const sock = joined(client);
-    const first = client.send('lobby', 'one');
-    const second = client.send('lobby', 'two');
-    const [f1, f2] = sock.framesOf('send');
-    expect(f1?.ref).not.toBe(f2?.ref);
-    sock.receive({ type: 'error', code: 'rate_limited', message: 'slow down', ref: f2?.ref });
-    sock.receive({ type: 'ack', ref: f1?.ref, room: 'lobby', id: 'm1' });
-    const r2 = await settle(second);
-    expect(r2.ok).toBe(false);
-    if (!r2.ok) {
-      expect(r2.error.code).toBe('rate_limited');
-      expect(r2.error.room).toBe('lobby');
-      expect(r2.error.message).toMatch(/too fast/);
-    }
-    await expect(first).resolves.toBe('m1');
+    const cids = [client.send('lobby', 'one'), client.send('lobby', 'two')];
+    expect(new Set(cids).size).toBe(2);
+    expect(sock.framesOf('send').map((f) => f.cid)).toEqual(cids);
   });
 
-  it.each(['too_large', 'empty', 'not_joined', 'unavailable', 'bad_request'])(
-    'a %s error for a send rejects that send',
-    async (code) => {
+  it.each(['blocked', 'too_large', 'empty', 'not_joined', 'bad_request', 'invalid_ttl', 'encryption_required'])(
+    'a %s error marks that message not sent, with its reason, and sends nothing more by itself',
+    (code) => {
       const client = makeClient();
       const sock = joined(client);
-      const p = settle(client.send('lobby', 'x'));
-      sock.receive({ type: 'error', code, message: 'server words', ref: sock.lastOf('send')?.ref });
-      const r = await p;
-      expect(r.ok ? null : r.error.code).toBe(code);
+      client.send('lobby', 'one');
+      client.send('lobby', 'two');
+      const [f1, f2] = sock.framesOf('send');
+      sock.receive({ type: 'error', code, message: 'server words', ref: f2?.ref });
+      sock.receive({ type: 'ack', ref: f1?.ref, room: 'lobby', id: 'm1' });
+      expect(outbox(client)).toEqual([
+        { text: 'one', status: 'sent', code: null },
+        { text: 'two', status: 'failed', code },
+      ]);
+      clock.advance(60_000);
+      expect(sock.framesOf('send')).toHaveLength(2);
     },
   );
 
-  it('checks offline, empty, byte size and membership before sending', async () => {
+  it('blocked says the content policy refused it', () => {
     const client = makeClient();
-    const early = await settle(client.send('lobby', 'x'));
-    expect(early.ok ? null : early.error.code).toBe('offline');
+    const sock = joined(client);
+    client.send('lobby', 'forbidden words');
+    sock.receive({ type: 'error', code: 'blocked', message: 'deny-list', ref: sock.lastOf('send')?.ref });
+    const failed = room(client, 'lobby').outbox[0];
+    expect(failed?.error?.message).toMatch(/content policy refused this message\. It was not sent/);
+  });
+
+  it('retry sends a failed message again with the same cid; discard forgets it', () => {
+    const client = makeClient();
+    const sock = joined(client);
+    const cid = client.send('lobby', 'again');
+    sock.receive({ type: 'error', code: 'not_joined', message: '', ref: sock.lastOf('send')?.ref });
+    client.retry('lobby', cid);
+    const [first, second] = sock.framesOf('send');
+    expect(second?.cid).toBe(cid);
+    expect(second?.ref).not.toBe(first?.ref);
+    expect(outbox(client)).toEqual([{ text: 'again', status: 'sending', code: null }]);
+    sock.receive({ type: 'error', code: 'blocked', message: '', ref: second?.ref });
+    client.discard('lobby', cid);
+    expect(outbox(client)).toEqual([]);
+  });
+
+  it.each(['unavailable', 'rate_limited'])('%s is retried with backoff and the same cid until acked', (code) => {
+    const client = makeClient({ random: () => 0.999999, retryBackoff: { baseMs: 500, capMs: 8_000 } });
+    const sock = joined(client);
+    const cid = client.send('lobby', 'persist');
+    for (const wait of [1_000, 2_000, 4_000]) {
+      const before = sock.framesOf('send').length;
+      sock.receive({ type: 'error', code, message: '', ref: sock.lastOf('send')?.ref });
+      expect(outbox(client)).toEqual([{ text: 'persist', status: 'sending', code: null }]);
+      clock.advance(wait - 2);
+      expect(sock.framesOf('send')).toHaveLength(before);
+      clock.advance(1);
+      expect(sock.framesOf('send')).toHaveLength(before + 1);
+    }
+    expect(new Set(sock.framesOf('send').map((f) => f.cid))).toEqual(new Set([cid]));
+    sock.receive({ type: 'ack', ref: sock.lastOf('send')?.ref, room: 'lobby', id: 'm1' });
+    expect(outbox(client)).toEqual([{ text: 'persist', status: 'sent', code: null }]);
+  });
+
+  it('checks stopped, empty, byte size and membership before queueing anything', () => {
+    const client = makeClient();
+    const code = (f: () => unknown) => {
+      try {
+        f();
+        return 'queued';
+      } catch (e) {
+        return (e as ChatError).code;
+      }
+    };
+    expect(code(() => client.send('lobby', 'x'))).toBe('offline');
 
     client.connect();
     const sock = net.last;
     sock.open();
     sock.receive(welcomeFrame(me, 'gw-a', { max_text_bytes: 8 }));
     client.join('lobby');
-    const codes = await Promise.all(
-      [
-        client.send('lobby', '   \n '),
-        client.send('lobby', 'éééé'), // 8 bytes: fits
-        client.send('lobby', 'ééééé'), // 10 bytes: too large
-        client.send('nowhere', 'hi'),
-      ].map(async (p) => {
-        const r = await settle(Promise.race([p, Promise.resolve('pending')]));
-        return r.ok ? r.value : r.error.code;
-      }),
-    );
-    expect(codes).toEqual(['empty', 'pending', 'too_large', 'not_joined']);
+    expect([
+      code(() => client.send('lobby', '   \n ')),
+      code(() => client.send('lobby', 'éééé')), // 8 bytes: fits
+      code(() => client.send('lobby', 'ééééé')), // 10 bytes: too large
+      code(() => client.send('nowhere', 'hi')),
+    ]).toEqual(['empty', 'queued', 'too_large', 'not_joined']);
+    // Queued while #lobby is joining; sent once it is joined.
+    expect(sock.framesOf('send')).toEqual([]);
+    sock.receive({ type: 'joined', room: 'lobby', history: [], members: [me] });
     expect(sock.framesOf('send').map((f) => f.text)).toEqual(['éééé']);
   });
 
-  it('rejects a send that gets no answer in time', async () => {
-    const client = makeClient({ ackTimeoutMs: 5_000 });
-    joined(client);
-    const p = settle(client.send('lobby', 'hello?'));
-    clock.advance(5_000);
-    const r = await p;
-    expect(r.ok ? null : r.error.code).toBe('timeout');
+  it('queues while connecting and sends after the room is joined', () => {
+    const client = makeClient();
+    client.join('lobby');
+    client.connect();
+    client.send('lobby', 'early bird');
+    const sock = net.last;
+    sock.open();
+    sock.receive(welcomeFrame(me));
+    expect(sock.framesOf('send')).toEqual([]);
+    sock.receive({ type: 'joined', room: 'lobby', history: [], members: [me] });
+    expect(sock.framesOf('send').map((f) => f.text)).toEqual(['early bird']);
   });
 
-  it('rejects sends in flight when the connection drops', async () => {
+  describe('on a v1 gateway (no idempotent send)', () => {
+    it('a send with no answer in time is not sent — the user decides', () => {
+      const client = makeClient({ ackTimeoutMs: 5_000 });
+      const sock = joined(client);
+      client.send('lobby', 'hello?');
+      clock.advance(5_000);
+      expect(outbox(client)).toEqual([{ text: 'hello?', status: 'failed', code: 'timeout' }]);
+      expect(sock.framesOf('send')).toHaveLength(1);
+    });
+
+    it('a send on the wire when the connection drops is not sent; one never written waits', () => {
+      const client = makeClient();
+      const sock = joined(client);
+      client.send('lobby', 'lost?');
+      sock.serverClose(1006);
+      client.send('lobby', 'written later');
+      expect(outbox(client)).toEqual([
+        { text: 'lost?', status: 'failed', code: 'connection_lost' },
+        { text: 'written later', status: 'sending', code: null },
+      ]);
+      clock.advance(client.getState().retryAt! - clock.now());
+      net.last.open();
+      net.last.receive(welcomeFrame(me));
+      net.last.receive({ type: 'joined', room: 'lobby', history: [], members: [me] });
+      expect(net.last.framesOf('send').map((f) => f.text)).toEqual(['written later']);
+    });
+
+    it('sends no ttl_ms', () => {
+      const client = makeClient();
+      const sock = joined(client);
+      client.send('lobby', 'default life', 30_000);
+      expect(sock.lastOf('send')).not.toHaveProperty('ttl_ms');
+    });
+  });
+
+  describe('on a v1.1 gateway (idempotent send)', () => {
+    it('a lost connection resends with the same cid after re-joining, and the message shows once', () => {
+      const client = makeClient();
+      let sock = joined(client, { v11: true });
+      const cid = client.send('lobby', 'exactly once');
+      const first = sock.lastOf('send');
+      sock.serverClose(1006);
+      expect(outbox(client)).toEqual([{ text: 'exactly once', status: 'sending', code: null }]);
+
+      clock.advance(client.getState().retryAt! - clock.now());
+      sock = net.last;
+      sock.open();
+      sock.receive(welcomeFrame({ id: 'u-me-2', name: 'alice' }, 'gw-a', V11_LIMITS, V11_EXTRA));
+      expect(sock.framesOf('send')).toEqual([]);
+      // The first attempt had arrived: history has it, from the old user id.
+      const t = clock.now();
+      sock.receive({ type: 'joined', room: 'lobby', history: [messageFrame('lobby', 'm1', me, 'exactly once', t)], members: [] });
+      const again = sock.lastOf('send');
+      expect(again).toMatchObject({ cid, text: 'exactly once' });
+      expect(again?.ref).not.toBe(first?.ref);
+      // The gateway knows the cid: the same id, and the message is not sent again.
+      sock.receive({ type: 'ack', ref: again?.ref, room: 'lobby', id: 'm1' });
+      sock.receive(messageFrame('lobby', 'm1', me, 'exactly once', t));
+      expect(ids(client, 'lobby')).toEqual(['m1']);
+      expect(outbox(client)).toEqual([]);
+    });
+
+    it('no answer in time sends again with the same cid', () => {
+      const client = makeClient({ ackTimeoutMs: 5_000, random: () => 0.5 });
+      const sock = joined(client, { v11: true });
+      const cid = client.send('lobby', 'anyone?');
+      clock.advance(5_000);
+      clock.advance(2_000);
+      expect(sock.framesOf('send').map((f) => f.cid)).toEqual([cid, cid]);
+      expect(outbox(client)).toEqual([{ text: 'anyone?', status: 'sending', code: null }]);
+    });
+
+    it('sends the chosen lifetime, within the gateway range, and the outbox keeps it until then', () => {
+      const client = makeClient();
+      const sock = joined(client, { v11: true });
+      const code = (ttl: number) => {
+        try {
+          client.send('lobby', `life ${ttl}`, ttl);
+          return 'queued';
+        } catch (e) {
+          return (e as ChatError).code;
+        }
+      };
+      expect([code(999), code(1_000), code(30_000), code(300_000), code(300_001)]).toEqual([
+        'invalid_ttl',
+        'queued',
+        'queued',
+        'queued',
+        'invalid_ttl',
+      ]);
+      expect(sock.framesOf('send').map((f) => f.ttl_ms)).toEqual([1_000, 30_000, 300_000]);
+      const deadlines = room(client, 'lobby').outbox.map((o) => o.deadline - o.createdAt);
+      expect(deadlines).toEqual([1_000, 30_000, 300_000]);
+    });
+
+    it('gives up at the lifetime: the message leaves the outbox and the user is told', () => {
+      const client = makeClient({ random: () => 0.999999 });
+      const sock = joined(client, { v11: true });
+      const errors: ChatError[] = [];
+      client.on('error', (e) => errors.push(e));
+      client.send('lobby', 'short-lived', 5_000);
+      client.send('lobby', 'blocked one', 10_000);
+      sock.receive({ type: 'error', code: 'unavailable', message: '', ref: sock.framesOf('send')[0]?.ref });
+      sock.receive({ type: 'error', code: 'blocked', message: '', ref: sock.framesOf('send')[1]?.ref });
+      expect(client.nextExpiryIn()).toBe(5_000);
+      clock.advance(5_000);
+      expect(client.pruneExpired()).toBe(true);
+      expect(outbox(client)).toEqual([{ text: 'blocked one', status: 'failed', code: 'blocked' }]);
+      expect(errors.map((e) => [e.code, e.room])).toEqual([['not_sent_in_time', 'lobby']]);
+      // The failed one leaves at its own deadline, silently.
+      clock.advance(5_000);
+      client.pruneExpired();
+      expect(outbox(client)).toEqual([]);
+      expect(errors).toHaveLength(1);
+      expect(client.nextExpiryIn()).toBe(Infinity);
+    });
+
+    it('refuses plain text where the gateway requires encryption', () => {
+      const client = makeClient();
+      client.connect();
+      net.last.open();
+      net.last.receive(welcomeFrame(me, 'gw-a', V11_LIMITS, { ...V11_EXTRA, encryption_required: true }));
+      expect(client.getState().features.encryptionRequired).toBe(true);
+      client.join('lobby');
+      expect(() => client.send('lobby', 'in the clear')).toThrow(expect.objectContaining({ code: 'encryption_required' }) as Error);
+    });
+  });
+});
+
+describe('private rooms', () => {
+  const ROOM = 'k3v9q0x2m7c4b8n1z5a6';
+
+  async function keyOf(encoded: string) {
+    return importRoomKey(encoded);
+  }
+
+  function joinedPrivate(client: ChatClient, key: string, { user = me, v11 = true } = {}): FakeSocket {
+    client.connect();
+    const sock = net.last;
+    sock.open();
+    sock.receive(v11 ? welcomeFrame(user, 'gw-a', V11_LIMITS, V11_EXTRA) : welcomeFrame(user));
+    client.join(ROOM, key);
+    sock.receive({ type: 'joined', room: ROOM, history: [], members: [user] });
+    return sock;
+  }
+
+  async function sealed(key: string, text: string, user = bob.id) {
+    return encryptText(await keyOf(key), ROOM, user, text);
+  }
+
+  it('a private room has its key; a malformed key is refused', () => {
     const client = makeClient();
-    const sock = joined(client);
-    const p = settle(client.send('lobby', 'lost?'));
+    const key = newRoomKey();
+    client.join(ROOM, key);
+    expect(room(client, ROOM).key).toBe(key);
+    expect(() => {
+      client.join('other', 'not-a-key');
+    }).toThrow(expect.objectContaining({ code: 'bad_key' }) as Error);
+  });
+
+  it('encrypts before sending, bound to the room and this connection’s user id', async () => {
+    const client = makeClient();
+    const key = newRoomKey();
+    const sock = joinedPrivate(client, key);
+    client.send(ROOM, 'for members only');
+    const frame = await vi.waitFor(() => {
+      const f = sock.lastOf('send');
+      if (f === undefined) throw new Error('not sent yet');
+      return f;
+    });
+    expect(frame.enc).toBe(ENC_SCHEME);
+    expect(frame.text).not.toContain('members');
+    expect(await decryptText(await keyOf(key), ROOM, me.id, frame.text)).toBe('for members only');
+  });
+
+  it('counts the encrypted size against the limit', () => {
+    const client = makeClient();
+    client.connect();
+    net.last.open();
+    net.last.receive(welcomeFrame(me, 'gw-a', { max_text_bytes: 2000 }));
+    client.join(ROOM, newRoomKey());
+    expect(wireLength('x'.repeat(1472), true)).toBe(2000);
+    expect(client.send(ROOM, 'x'.repeat(1472))).toMatch(CID_PATTERN);
+    expect(() => client.send(ROOM, 'x'.repeat(1473))).toThrow(expect.objectContaining({ code: 'too_large' }) as Error);
+  });
+
+  it('decrypts what arrives, in order, and announces each message once readable', async () => {
+    const client = makeClient();
+    const key = newRoomKey();
+    const sock = joinedPrivate(client, key);
+    const heard: string[] = [];
+    client.on('message', ({ message }) => heard.push(message.body.kind === 'text' ? message.body.text : message.body.kind));
+    const t = clock.now();
+    const [one, two] = [await sealed(key, 'one'), await sealed(key, 'two')];
+    sock.receive({ ...messageFrame(ROOM, 'm1', bob, one, t), enc: ENC_SCHEME });
+    sock.receive({ ...messageFrame(ROOM, 'm2', bob, two, t), enc: ENC_SCHEME });
+    expect(room(client, ROOM).messages.map((m) => m.body.kind)).toEqual(['decrypting', 'decrypting']);
+    await vi.waitFor(() => {
+      expect(heard).toEqual(['one', 'two']);
+    });
+    expect(room(client, ROOM).messages.map((m) => m.body)).toEqual([
+      { kind: 'text', text: 'one', encrypted: true },
+      { kind: 'text', text: 'two', encrypted: true },
+    ]);
+  });
+
+  it('shows what it cannot read as such: another key, another sender, an unknown scheme, and plain text as plain', async () => {
+    const client = makeClient();
+    const key = newRoomKey();
+    const sock = joinedPrivate(client, key);
+    const t = clock.now();
+    const history = [
+      { ...messageFrame(ROOM, 'wrong-key', bob, await sealed(newRoomKey(), 'x'), t), enc: ENC_SCHEME },
+      // Sealed by bob, replayed under carol's name.
+      { ...messageFrame(ROOM, 'replayed', carol, await sealed(key, 'x', bob.id), t), enc: ENC_SCHEME },
+      { ...messageFrame(ROOM, 'future', bob, 'whatever', t), enc: 'aes-gcm-v9' },
+      messageFrame(ROOM, 'plain', bob, 'not encrypted', t),
+    ];
+    client.leave(ROOM);
+    client.join(ROOM, key);
+    sock.receive({ type: 'joined', room: ROOM, history, members: [] });
+    await vi.waitFor(() => {
+      expect(room(client, ROOM).messages.map((m) => m.body)).toEqual([
+        { kind: 'unreadable' },
+        { kind: 'unreadable' },
+        { kind: 'unreadable' },
+        { kind: 'text', text: 'not encrypted', encrypted: false },
+      ]);
+    });
+  });
+
+  it('without the key, encrypted messages are locked', async () => {
+    const client = makeClient();
+    const sock = online(client);
+    client.join(ROOM);
+    const t = clock.now();
+    sock.receive({
+      type: 'joined',
+      room: ROOM,
+      history: [{ ...messageFrame(ROOM, 'm1', bob, await sealed(newRoomKey(), 'secret'), t), enc: ENC_SCHEME }],
+      members: [],
+    });
+    expect(room(client, ROOM).messages.map((m) => m.body)).toEqual([{ kind: 'locked' }]);
+  });
+
+  it('a key for a room already open reads its history again with the key', async () => {
+    const client = makeClient();
+    const sock = online(client);
+    client.join(ROOM);
+    const key = newRoomKey();
+    const m1 = { ...messageFrame(ROOM, 'm1', bob, await sealed(key, 'now readable'), clock.now()), enc: ENC_SCHEME };
+    sock.receive({ type: 'joined', room: ROOM, history: [m1], members: [] });
+    client.join(ROOM, key);
+    expect(sock.framesOf('join')).toEqual([
+      { type: 'join', room: ROOM },
+      { type: 'join', room: ROOM },
+    ]);
+    expect(room(client, ROOM).messages).toEqual([]);
+    sock.receive({ type: 'joined', room: ROOM, history: [m1], members: [] });
+    await vi.waitFor(() => {
+      expect(room(client, ROOM).messages.map((m) => m.body)).toEqual([{ kind: 'text', text: 'now readable', encrypted: true }]);
+    });
+  });
+
+  it('a retry on a new connection is encrypted again for the new user id', async () => {
+    const client = makeClient();
+    const key = newRoomKey();
+    let sock = joinedPrivate(client, key);
+    client.send(ROOM, 'survives reconnects');
+    const first = await vi.waitFor(() => sock.lastOf('send') ?? Promise.reject(new Error('not yet')));
     sock.serverClose(1006);
-    const r = await p;
-    expect(r.ok ? null : r.error.code).toBe('connection_lost');
+    clock.advance(client.getState().retryAt! - clock.now());
+    sock = net.last;
+    sock.open();
+    const me2 = { id: 'u-me-2', name: 'alice' };
+    sock.receive(welcomeFrame(me2, 'gw-a', V11_LIMITS, V11_EXTRA));
+    sock.receive({ type: 'joined', room: ROOM, history: [], members: [me2] });
+    const again = await vi.waitFor(() => sock.lastOf('send') ?? Promise.reject(new Error('not yet')));
+    expect(again.cid).toBe(first.cid);
+    const k = await keyOf(key);
+    expect(await decryptText(k, ROOM, me2.id, again.text)).toBe('survives reconnects');
+    expect(await decryptText(k, ROOM, me.id, again.text)).toBeNull();
   });
 });
 
@@ -621,7 +957,7 @@ describe('reconnecting', () => {
 });
 
 describe('clock skew', () => {
-  it('learns the offset from an own message and the ping RTT', async () => {
+  it('learns the offset from an own message and the ping RTT', () => {
     const client = makeClient();
     const sock = online(client);
     // The server clock runs 42 s ahead; the RTT is 100 ms.
@@ -631,10 +967,9 @@ describe('clock skew', () => {
     client.join('lobby');
     sock.receive({ type: 'joined', room: 'lobby', history: [], members: [me] });
     const sentAt = clock.now();
-    const p = client.send('lobby', 'tick');
+    client.send('lobby', 'tick');
     clock.advance(300);
     sock.receive({ type: 'ack', ref: sock.lastOf('send')?.ref, room: 'lobby', id: 'm1' });
-    await p;
     sock.receive(messageFrame('lobby', 'm1', me, 'tick', sentAt + 50 + skew));
     expect(client.getState().offset).toBe(skew);
     expect(client.serverNow()).toBe(clock.now() + skew);

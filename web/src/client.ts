@@ -9,8 +9,15 @@
  * - The rooms the user is in survive reconnects: after every `welcome` the
  *   client re-joins each one with `since` = the last message id seen there,
  *   and drops messages whose id it already has.
- * - `send` tags each frame with a `ref` and settles when the matching `ack`
- *   or `error` arrives, so the UI can keep or clear the text box.
+ * - `send` puts a message in its room's outbox, with a fresh `cid`; it stays
+ *   there as `sending` until the `ack` (then `sent`, until the message itself
+ *   arrives) or a refusal (`failed`). `unavailable` and `rate_limited` are
+ *   retried with backoff, with the same `cid`, and so is a send whose fate a
+ *   lost connection or a missing ack left unknown when the gateway's sends
+ *   are idempotent (v1.1). Retries stop at the message's lifetime.
+ * - Private rooms have a key (`join(room, key)`): text is encrypted before
+ *   every send attempt (for the user id of that connection) and decrypted on
+ *   receipt, in arrival order; see crypto.ts.
  * - Liveness: a `ping` every `pingIntervalMs`; a missing `pong` drops the
  *   socket. Pong round trips feed the clock skew estimate (see expiry.ts).
  *
@@ -21,12 +28,25 @@
  * is what React's `useSyncExternalStore` wants; one-off happenings (a new
  * live message, an error not tied to a send) go through `on`.
  */
+import {
+  ENC_SCHEME,
+  decryptText,
+  encryptText,
+  encryptionAvailable,
+  importRoomKey,
+  isRoomKey,
+  newCid,
+  sealedLength,
+} from './crypto.ts';
 import { ChatError, describeError } from './errors.ts';
 import { SkewEstimator, isExpired } from './expiry.ts';
 import {
   CloseCode,
   DEFAULT_LIMITS,
+  DEFAULT_TTL_MS,
+  V1_FEATURES,
   encodeClientFrame,
+  featuresOf,
   isBlank,
   isValidRoomId,
   parseServerFrame,
@@ -34,11 +54,13 @@ import {
   type AckFrame,
   type ClientFrame,
   type ErrorFrame,
+  type Features,
   type JoinedFrame,
   type Limits,
   type Member,
   type MessageFrame,
   type PresenceFrame,
+  type SendFrame,
   type ServerFrame,
   type WelcomeFrame,
 } from './protocol.ts';
@@ -59,9 +81,47 @@ import {
 
 export type ConnectionStatus = 'connecting' | 'online' | 'reconnecting' | 'offline';
 
-export interface ChatMessage extends MessageFrame {
+/** What a message says, as far as this page can read it. */
+export type MessageBody =
+  /** `encrypted`: it came end-to-end encrypted and was decrypted here. */
+  | { kind: 'text'; text: string; encrypted: boolean }
+  /** Encrypted, and this page has no key for the room. */
+  | { kind: 'locked' }
+  /** Encrypted, and the room's key does not open it (another key, tampered, unknown scheme). */
+  | { kind: 'unreadable' }
+  /** Encrypted; decryption is under way. */
+  | { kind: 'decrypting' };
+
+export interface ChatMessage {
+  room: string;
+  id: string;
+  user: Member;
+  /** Server clock. */
+  ts: number;
+  /** Server clock. */
+  expires_at: number;
   /** Sent by this user (any of its connections in this browser). */
   own: boolean;
+  body: MessageBody;
+}
+
+/** A message of ours on its way: shown until the gateway's copy arrives. */
+export interface OutgoingMessage {
+  /** The v1.1 client message id, the same for every attempt. */
+  cid: string;
+  room: string;
+  text: string;
+  /** The lifetime asked for; null for the gateway's. */
+  ttlMs: number | null;
+  /** Local clock. Retries stop, and the entry leaves, at `deadline`. */
+  createdAt: number;
+  deadline: number;
+  /** `sent`: acked, its `message` not here yet. */
+  status: 'sending' | 'sent' | 'failed';
+  /** Why it was not sent, when `failed`. */
+  error: ChatError | null;
+  /** The message id from the `ack`. */
+  id: string | null;
 }
 
 export interface RoomState {
@@ -74,6 +134,10 @@ export interface RoomState {
   unread: number;
   /** Last message id seen in this room; `since` for the next re-join. */
   lastId: string | null;
+  /** The room's end-to-end key as links carry it; null for a plain room. */
+  key: string | null;
+  /** Our messages not yet delivered, oldest first. */
+  outbox: readonly OutgoingMessage[];
 }
 
 export interface ChatState {
@@ -88,6 +152,8 @@ export interface ChatState {
   gateway: string | null;
   limits: Limits;
   ttlMs: number | null;
+  /** What the gateway offers beyond v1 (from `welcome`). */
+  features: Features;
   /** In the order they were joined. */
   rooms: readonly RoomState[];
   activeRoom: string | null;
@@ -96,11 +162,11 @@ export interface ChatState {
 }
 
 export interface ChatEvents {
-  /** A message delivered live (not from `history`). */
+  /** A message delivered live (not from `history`), once it is readable or known not to be. */
   message: { message: ChatMessage };
   /** The gateway said `welcome`: a session is up. */
   welcome: { self: Member; gateway: string };
-  /** An error that no `send` promise received (join failures, stray errors). */
+  /** An error the outbox does not show (join failures, stray errors, a message dropped unsent). */
   error: ChatError;
 }
 
@@ -124,6 +190,8 @@ export interface ChatClientOptions {
   connectTimeoutMs?: number;
   /** From `send` to `ack` or `error`. */
   ackTimeoutMs?: number;
+  /** Delays between retries of a send refused as `unavailable` or `rate_limited`. */
+  retryBackoff?: Partial<BackoffPolicy>;
   /** Online this long and the backoff starts over. */
   stableAfterMs?: number;
   /** At most this many messages are kept per room (oldest go first). */
@@ -132,14 +200,26 @@ export interface ChatClientOptions {
   selfIds?: Iterable<string>;
 }
 
-interface PendingSend {
+/** One `send` frame on the wire, waiting for its `ack` or `error`. */
+interface Attempt {
+  cid: string;
   room: string;
+  /** The text as sent (ciphertext in a private room). */
   text: string;
   sentAt: number;
   timer: TimerHandle;
-  resolve: (id: string) => void;
-  reject: (err: ChatError) => void;
 }
+
+/** Bookkeeping of an outbox entry still to be delivered. */
+interface SendJob {
+  /** Refused as `unavailable` / `rate_limited` this many times. */
+  tries: number;
+  retryTimer: TimerHandle | null;
+  /** The ref of the attempt being prepared or on the wire. */
+  ref: string | null;
+}
+
+const DEFAULT_RETRY_BACKOFF: Readonly<BackoffPolicy> = { baseMs: 500, capMs: 8_000 };
 
 interface RoomMeta {
   /** Message id → expires_at, for dedupe; kept a while past expiry. */
@@ -151,6 +231,20 @@ interface RoomMeta {
 /** How long an expired id stays in the dedupe set (covers late history). */
 const SEEN_GRACE_MS = 60_000;
 
+/** What `text` weighs on the wire: in a private room, its ciphertext. */
+export function wireLength(text: string, encrypted: boolean): number {
+  const bytes = utf8Length(text);
+  return encrypted ? sealedLength(bytes) : bytes;
+}
+
+/** The room without the outbox entries whose message has arrived. */
+function delivered(r: RoomState): RoomState {
+  if (!r.outbox.some((o) => o.status === 'sent')) return r;
+  const here = new Set(r.messages.map((m) => m.id));
+  const outbox = r.outbox.filter((o) => o.id === null || !here.has(o.id));
+  return outbox.length === r.outbox.length ? r : { ...r, outbox };
+}
+
 function dedupeMembers(list: readonly Member[]): Member[] {
   const byId = new Map<string, Member>();
   for (const m of list) byId.set(m.id, m);
@@ -159,13 +253,14 @@ function dedupeMembers(list: readonly Member[]): Member[] {
 
 export class ChatClient {
   private readonly opts: Required<
-    Omit<ChatClientOptions, 'token' | 'selfIds' | 'backoff' | 'socketFactory' | 'clock' | 'random'>
+    Omit<ChatClientOptions, 'token' | 'selfIds' | 'backoff' | 'retryBackoff' | 'socketFactory' | 'clock' | 'random'>
   >;
   private readonly token: string | undefined;
   private readonly factory: SocketFactory;
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly backoff: BackoffPolicy;
+  private readonly retryBackoff: BackoffPolicy;
 
   private state: ChatState;
   private readonly subscribers = new Set<() => void>();
@@ -189,7 +284,14 @@ export class ChatClient {
   private pingRef: string | null = null;
   private pingSentAt = 0;
 
-  private readonly pendingSends = new Map<string, PendingSend>();
+  /** By ref. */
+  private readonly attempts = new Map<string, Attempt>();
+  /** By cid. */
+  private readonly jobs = new Map<string, SendJob>();
+  /** Room → its key, imported (null: the import failed). */
+  private readonly keys = new Map<string, Promise<CryptoKey | null>>();
+  /** Encryptions and decryptions run one after another, so they finish in order. */
+  private cryptoQueue: Promise<unknown> = Promise.resolve();
   /** Ids we sent (acked), with local send time, until the message comes back. */
   private readonly ownSentAt = new Map<string, number>();
   private readonly ownIds = new Set<string>();
@@ -217,6 +319,7 @@ export class ChatClient {
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.retryBackoff = { ...DEFAULT_RETRY_BACKOFF, ...options.retryBackoff };
     this.selfIds = new Set(options.selfIds);
     this.state = {
       status: 'offline',
@@ -227,6 +330,7 @@ export class ChatClient {
       gateway: null,
       limits: DEFAULT_LIMITS,
       ttlMs: null,
+      features: V1_FEATURES,
       rooms: [],
       activeRoom: null,
       offset: 0,
@@ -382,11 +486,16 @@ export class ChatClient {
     this.pendingJoins = [];
     this.leaving.clear();
     this.ownSentAt.clear();
-    for (const p of this.pendingSends.values()) {
-      this.clock.clearTimeout(p.timer);
-      p.reject(new ChatError(sendError.code, sendError.message, p.room));
+    // A send never written waits for the next connection. One on the wire
+    // did or did not arrive: retried (same cid) where sends are idempotent,
+    // else left for the user to judge.
+    for (const job of this.jobs.values()) job.ref = null;
+    const unknown = [...this.attempts.values()];
+    for (const a of unknown) this.clock.clearTimeout(a.timer);
+    this.attempts.clear();
+    if (!this.state.features.idempotentSend) {
+      for (const a of unknown) this.fail(a.room, a.cid, new ChatError(sendError.code, sendError.message, a.room));
     }
-    this.pendingSends.clear();
     if (this.state.rooms.some((r) => r.status !== 'joining')) {
       this.update({ rooms: this.state.rooms.map((r) => ({ ...r, status: 'joining' })) });
     }
@@ -483,6 +592,7 @@ export class ChatClient {
       gateway: frame.gateway,
       limits: frame.limits,
       ttlMs: frame.ttl_ms,
+      features: featuresOf(frame),
       offset: this.skew.offset,
     });
     this.sendPing();
@@ -498,18 +608,25 @@ export class ChatClient {
     const meta = this.metaFor(frame.room);
     const rejoin = meta.everJoined;
     meta.everJoined = true;
-    const fresh = frame.history.filter((m) => this.remember(meta, m)).map((m) => this.toChat(m));
+    const wire = frame.history.filter((m) => this.remember(meta, m));
+    const fresh = wire.map((m) => this.toChat(m));
     const unseenByUser =
       rejoin && this.state.activeRoom !== frame.room ? fresh.filter((m) => !m.own).length : 0;
     const last = fresh.at(-1);
-    this.updateRoom(frame.room, (r) => ({
-      ...r,
-      status: 'joined',
-      messages: this.cap([...r.messages, ...fresh]),
-      members: dedupeMembers(frame.members),
-      unread: r.unread + unseenByUser,
-      lastId: last?.id ?? r.lastId,
-    }));
+    this.updateRoom(frame.room, (r) =>
+      delivered({
+        ...r,
+        status: 'joined',
+        messages: this.cap([...r.messages, ...fresh]),
+        members: dedupeMembers(frame.members),
+        unread: r.unread + unseenByUser,
+        lastId: last?.id ?? r.lastId,
+      }),
+    );
+    wire.forEach((m, i) => {
+      if (fresh[i]?.body.kind === 'decrypting') this.decrypt(m, false);
+    });
+    for (const entry of room.outbox) this.attempt(entry.room, entry.cid);
   }
 
   private onLeft(roomId: string): void {
@@ -525,7 +642,7 @@ export class ChatClient {
 
   private onLiveMessage(frame: MessageFrame): void {
     const now = this.clock.now();
-    const sentAt = this.ownSentAt.get(frame.id) ?? this.pendingSendFor(frame)?.sentAt;
+    const sentAt = this.ownSentAt.get(frame.id) ?? this.attemptFor(frame)?.sentAt;
     if (sentAt !== undefined) {
       this.ownSentAt.delete(frame.id);
       this.ownIds.add(frame.id);
@@ -541,42 +658,44 @@ export class ChatClient {
     if (!this.remember(meta, frame)) return;
     const message = this.toChat(frame);
     const bump = !message.own && this.state.activeRoom !== frame.room ? 1 : 0;
-    this.updateRoom(frame.room, (r) => ({
-      ...r,
-      messages: this.cap([...r.messages, message]),
-      unread: r.unread + bump,
-      lastId: frame.id,
-    }));
-    this.emit('message', { message });
+    this.updateRoom(frame.room, (r) =>
+      delivered({
+        ...r,
+        messages: this.cap([...r.messages, message]),
+        unread: r.unread + bump,
+        lastId: frame.id,
+      }),
+    );
+    if (message.body.kind === 'decrypting') this.decrypt(frame, true);
+    else this.emit('message', { message });
   }
 
-  /** A send of ours still waiting for its ack that this message answers. */
-  private pendingSendFor(frame: MessageFrame): PendingSend | undefined {
+  /** The attempt of ours, still waiting for its ack, that this message answers. */
+  private attemptFor(frame: MessageFrame): Attempt | undefined {
     if (this.state.self?.id !== frame.user.id) return undefined;
-    for (const p of this.pendingSends.values()) {
-      if (p.room === frame.room && p.text === frame.text) return p;
+    for (const a of this.attempts.values()) {
+      if (a.room === frame.room && a.text === frame.text) return a;
     }
     return undefined;
   }
 
   private onAck(frame: AckFrame): void {
-    if (frame.ref === undefined) return;
-    const pending = this.pendingSends.get(frame.ref);
-    if (pending === undefined) return;
-    this.pendingSends.delete(frame.ref);
-    this.clock.clearTimeout(pending.timer);
+    const attempt = frame.ref === undefined ? undefined : this.attempts.get(frame.ref);
+    if (attempt === undefined || frame.ref === undefined) return;
+    this.attempts.delete(frame.ref);
+    this.clock.clearTimeout(attempt.timer);
+    this.dropJob(attempt.cid);
     this.ownIds.add(frame.id);
     const seen = this.meta.get(frame.room)?.seen.has(frame.id) ?? false;
-    if (seen) {
-      // The message overtook its ack; make sure it is shown as ours.
-      this.updateRoom(frame.room, (r) => ({
+    if (!seen) this.ownSentAt.set(frame.id, attempt.sentAt);
+    this.updateRoom(attempt.room, (r) =>
+      delivered({
         ...r,
-        messages: r.messages.map((m) => (m.id === frame.id && !m.own ? { ...m, own: true } : m)),
-      }));
-    } else {
-      this.ownSentAt.set(frame.id, pending.sentAt);
-    }
-    pending.resolve(frame.id);
+        // The message may have overtaken its ack: make sure it is shown as ours.
+        messages: seen ? r.messages.map((m) => (m.id === frame.id && !m.own ? { ...m, own: true } : m)) : r.messages,
+        outbox: r.outbox.map((o) => (o.cid === attempt.cid ? { ...o, status: 'sent', error: null, id: frame.id } : o)),
+      }),
+    );
   }
 
   private onPresence(frame: PresenceFrame): void {
@@ -591,11 +710,19 @@ export class ChatClient {
   }
 
   private onError(frame: ErrorFrame): void {
-    const pending = frame.ref === undefined ? undefined : this.pendingSends.get(frame.ref);
-    if (pending !== undefined && frame.ref !== undefined) {
-      this.pendingSends.delete(frame.ref);
-      this.clock.clearTimeout(pending.timer);
-      pending.reject(new ChatError(frame.code, describeError(frame.code, frame.message, this.state.limits), pending.room));
+    const attempt = frame.ref === undefined ? undefined : this.attempts.get(frame.ref);
+    if (attempt !== undefined && frame.ref !== undefined) {
+      this.attempts.delete(frame.ref);
+      this.clock.clearTimeout(attempt.timer);
+      const job = this.jobs.get(attempt.cid);
+      if (job !== undefined) job.ref = null;
+      if (frame.code === 'unavailable' || frame.code === 'rate_limited') {
+        // Not sent, and it may work in a moment.
+        this.retryLater(attempt.room, attempt.cid);
+      } else {
+        const err = new ChatError(frame.code, describeError(frame.code, frame.message, this.state.limits), attempt.room);
+        this.fail(attempt.room, attempt.cid, err);
+      }
       return;
     }
     const error = (room?: string) => new ChatError(frame.code, describeError(frame.code, frame.message, this.state.limits), room);
@@ -624,14 +751,38 @@ export class ChatClient {
 
   // ------------------------------------------------------------ rooms
 
-  /** Joins `room` (now, or as soon as the session is up). Throws on a bad id. */
-  join(roomId: string): void {
-    if (!isValidRoomId(roomId)) throw new ChatError('invalid_room', describeError('invalid_room'), roomId);
-    if (this.room(roomId) !== undefined) return;
-    if (this.state.rooms.length >= this.state.limits.max_rooms) {
-      throw new ChatError('too_many_rooms', describeError('too_many_rooms', '', this.state.limits), roomId);
+  /**
+   * Joins `room` (now, or as soon as the session is up); with `key` (as
+   * links carry it) the room is private: end-to-end encrypted. A key for a
+   * room already open replaces its key and reads its history again. Throws
+   * on a bad id, a malformed key, or a key this page cannot use.
+   */
+  join(roomId: string, key: string | null = null): void {
+    const refuse = (code: string) => new ChatError(code, describeError(code, '', this.state.limits), roomId);
+    if (!isValidRoomId(roomId)) throw refuse('invalid_room');
+    if (key !== null && !isRoomKey(key)) throw refuse('bad_key');
+    if (key !== null && !encryptionAvailable()) throw refuse('no_crypto');
+    const existing = this.room(roomId);
+    if (existing !== undefined) {
+      if (key === null || key === existing.key) return;
+      this.setKey(roomId, key);
+      this.meta.delete(roomId);
+      this.updateRoom(roomId, (r) => ({ ...r, key, status: 'joining', messages: [], unread: 0, lastId: null }));
+      if (this.state.status === 'online') this.sendJoin(roomId, null);
+      return;
     }
-    const room: RoomState = { id: roomId, status: 'joining', messages: [], members: [], unread: 0, lastId: null };
+    if (this.state.rooms.length >= this.state.limits.max_rooms) throw refuse('too_many_rooms');
+    const room: RoomState = {
+      id: roomId,
+      status: 'joining',
+      messages: [],
+      members: [],
+      unread: 0,
+      lastId: null,
+      key,
+      outbox: [],
+    };
+    if (key !== null) this.setKey(roomId, key);
     this.update({ rooms: [...this.state.rooms, room] });
     if (this.state.status === 'online') this.sendJoin(roomId, null);
   }
@@ -663,8 +814,20 @@ export class ChatClient {
     this.write(since === null ? { type: 'join', room: roomId } : { type: 'join', room: roomId, since });
   }
 
+  private setKey(roomId: string, key: string): void {
+    this.keys.set(
+      roomId,
+      importRoomKey(key).catch((e: unknown) => {
+        console.error('WhisperRooms: cannot import a room key', e);
+        return null;
+      }),
+    );
+  }
+
   private removeRoom(roomId: string): void {
     this.meta.delete(roomId);
+    this.keys.delete(roomId);
+    for (const entry of this.room(roomId)?.outbox ?? []) this.dropJob(entry.cid);
     const rooms = this.state.rooms.filter((r) => r.id !== roomId);
     if (rooms.length === this.state.rooms.length) return;
     const activeRoom = this.state.activeRoom === roomId ? null : this.state.activeRoom;
@@ -674,35 +837,195 @@ export class ChatClient {
   // ------------------------------------------------------------ sending
 
   /**
-   * Sends `text` to `room`. Resolves with the message id on `ack`; rejects
-   * with a ChatError (the gateway's code, or offline / connection_lost /
-   * timeout) otherwise, and then the message was not sent.
+   * Puts `text` in `room`'s outbox and sends it as soon as it can; returns
+   * its cid. `ttlMs` is the lifetime asked for (sent to v1.1 gateways only).
+   * Throws a ChatError, and nothing is queued, when the message cannot go:
+   * stopped offline, not in the room, empty, too large (encrypted size in a
+   * private room), plain text where the gateway requires encryption, or a
+   * lifetime the gateway does not offer.
    */
-  send(roomId: string, text: string): Promise<string> {
-    const limits = this.state.limits;
-    const fail = (code: string) => Promise.reject(new ChatError(code, describeError(code, '', limits), roomId));
-    if (this.state.status !== 'online' || this.socket === null) return fail('offline');
-    if (this.room(roomId) === undefined) return fail('not_joined');
-    if (isBlank(text)) return fail('empty');
-    if (utf8Length(text) > limits.max_text_bytes) return fail('too_large');
+  send(roomId: string, text: string, ttlMs: number | null = null): string {
+    const { limits, features } = this.state;
+    const refuse = (code: string) => new ChatError(code, describeError(code, '', limits), roomId);
+    const room = this.room(roomId);
+    if (this.state.status === 'offline') throw refuse('offline');
+    if (room === undefined) throw refuse('not_joined');
+    if (isBlank(text)) throw refuse('empty');
+    if (wireLength(text, room.key !== null) > limits.max_text_bytes) throw refuse('too_large');
+    if (room.key === null && features.encryptionRequired) throw refuse('encryption_required');
+    const range = features.lifetimes;
+    if (ttlMs !== null && range !== null && (ttlMs < range.min || ttlMs > range.max)) throw refuse('invalid_ttl');
 
+    const now = this.clock.now();
+    const entry: OutgoingMessage = {
+      cid: newCid(),
+      room: roomId,
+      text,
+      ttlMs,
+      createdAt: now,
+      deadline: now + (ttlMs ?? this.state.ttlMs ?? DEFAULT_TTL_MS),
+      status: 'sending',
+      error: null,
+      id: null,
+    };
+    this.jobs.set(entry.cid, { tries: 0, retryTimer: null, ref: null });
+    this.updateRoom(roomId, (r) => ({ ...r, outbox: [...r.outbox, entry] }));
+    this.attempt(roomId, entry.cid);
+    return entry.cid;
+  }
+
+  /** Sends a `failed` message again, with its cid, until its deadline. */
+  retry(roomId: string, cid: string): void {
+    const entry = this.outgoing(roomId, cid);
+    if (entry?.status !== 'failed') return;
+    this.jobs.set(cid, { tries: 0, retryTimer: null, ref: null });
+    this.setOutgoing(roomId, cid, { status: 'sending', error: null });
+    this.attempt(roomId, cid);
+  }
+
+  /** Forgets a message of the outbox (one already on the wire may still arrive). */
+  discard(roomId: string, cid: string): void {
+    this.dropJob(cid);
+    this.updateRoom(roomId, (r) => ({ ...r, outbox: r.outbox.filter((o) => o.cid !== cid) }));
+  }
+
+  /**
+   * Writes one attempt of an outbox entry, unless it is not due: not
+   * `sending`, already on the wire, waiting for a retry, or its room not
+   * joined on this connection (the `joined` sends it).
+   */
+  private attempt(roomId: string, cid: string): void {
+    const entry = this.outgoing(roomId, cid);
+    const job = this.jobs.get(cid);
+    const self = this.state.self;
+    if (entry?.status !== 'sending' || job?.ref !== null || job.retryTimer !== null) return;
+    if (this.state.status !== 'online' || this.room(roomId)?.status !== 'joined' || self === null) return;
     const ref = `c-${++this.seq}`;
-    return new Promise<string>((resolve, reject) => {
-      const timer = this.clock.setTimeout(() => {
-        if (this.pendingSends.delete(ref)) reject(new ChatError('timeout', describeError('timeout'), roomId));
-      }, this.opts.ackTimeoutMs);
-      this.pendingSends.set(ref, { room: roomId, text, sentAt: this.clock.now(), timer, resolve, reject });
-      this.write({ type: 'send', room: roomId, text, ref });
+    job.ref = ref;
+    const range = this.state.features.lifetimes;
+    const frame: SendFrame & { ref: string; cid: string } = {
+      type: 'send',
+      room: roomId,
+      text: entry.text,
+      ref,
+      cid,
+      ...(entry.ttlMs === null || range === null
+        ? {}
+        : { ttl_ms: Math.min(range.max, Math.max(range.min, entry.ttlMs)) }),
+    };
+    const key = this.keys.get(roomId);
+    if (key === undefined) {
+      this.transmit(frame);
+      return;
+    }
+    // Encrypted for the user id of this connection: a retry on another
+    // connection (another id when auth is off) is encrypted again.
+    const gen = this.generation;
+    void this.inOrder(async () => {
+      const k = await key;
+      return k === null ? null : encryptText(k, roomId, self.id, entry.text);
+    }).then((sealed) => {
+      if (gen !== this.generation || job.ref !== ref || this.jobs.get(cid) !== job) return;
+      if (sealed === null) {
+        job.ref = null;
+        this.fail(roomId, cid, new ChatError('no_crypto', describeError('no_crypto'), roomId));
+        return;
+      }
+      this.transmit({ ...frame, text: sealed, enc: ENC_SCHEME });
+    });
+  }
+
+  private transmit(frame: SendFrame & { ref: string; cid: string }): void {
+    const { ref, cid } = frame;
+    const timer = this.clock.setTimeout(() => {
+      this.onAckTimeout(ref);
+    }, this.opts.ackTimeoutMs);
+    this.attempts.set(ref, { cid, room: frame.room, text: frame.text, sentAt: this.clock.now(), timer });
+    this.write(frame);
+  }
+
+  private onAckTimeout(ref: string): void {
+    const attempt = this.attempts.get(ref);
+    if (attempt === undefined) return;
+    this.attempts.delete(ref);
+    const job = this.jobs.get(attempt.cid);
+    if (job !== undefined) job.ref = null;
+    if (this.state.features.idempotentSend) this.retryLater(attempt.room, attempt.cid);
+    else this.fail(attempt.room, attempt.cid, new ChatError('timeout', describeError('timeout'), attempt.room));
+  }
+
+  private retryLater(roomId: string, cid: string): void {
+    const job = this.jobs.get(cid);
+    if (job === undefined) return;
+    job.tries++;
+    const delay = backoffDelay(job.tries, this.random, this.retryBackoff);
+    job.retryTimer = this.clock.setTimeout(() => {
+      job.retryTimer = null;
+      this.attempt(roomId, cid);
+    }, delay);
+  }
+
+  private fail(roomId: string, cid: string, error: ChatError): void {
+    this.dropJob(cid);
+    this.setOutgoing(roomId, cid, { status: 'failed', error });
+  }
+
+  private dropJob(cid: string): void {
+    const job = this.jobs.get(cid);
+    if (job !== undefined && job.retryTimer !== null) this.clock.clearTimeout(job.retryTimer);
+    this.jobs.delete(cid);
+  }
+
+  private outgoing(roomId: string, cid: string): OutgoingMessage | undefined {
+    return this.room(roomId)?.outbox.find((o) => o.cid === cid);
+  }
+
+  private setOutgoing(roomId: string, cid: string, patch: Partial<OutgoingMessage>): void {
+    if (this.outgoing(roomId, cid) === undefined) return;
+    this.updateRoom(roomId, (r) => ({ ...r, outbox: r.outbox.map((o) => (o.cid === cid ? { ...o, ...patch } : o)) }));
+  }
+
+  // ------------------------------------------------------------ decryption
+
+  /** Runs `task` after every encryption and decryption queued before it. */
+  private inOrder<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.cryptoQueue.then(task);
+    this.cryptoQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Decrypts a message shown as `decrypting`; a live one is announced once readable. */
+  private decrypt(frame: MessageFrame, live: boolean): void {
+    const key = this.keys.get(frame.room);
+    if (key === undefined) return;
+    void this.inOrder(async () => {
+      const k = await key;
+      return k === null ? null : decryptText(k, frame.room, frame.user.id, frame.text);
+    }).then((text) => {
+      const shown = this.room(frame.room)?.messages.find((m) => m.id === frame.id);
+      // Left, expired, or read again with another key meanwhile: nothing to do.
+      if (this.keys.get(frame.room) !== key || shown?.body.kind !== 'decrypting') return;
+      const message: ChatMessage = {
+        ...shown,
+        body: text === null ? { kind: 'unreadable' } : { kind: 'text', text, encrypted: true },
+      };
+      this.updateRoom(frame.room, (r) => ({ ...r, messages: r.messages.map((m) => (m.id === frame.id ? message : m)) }));
+      if (live) this.emit('message', { message });
     });
   }
 
   // ------------------------------------------------------------ expiry
 
-  /** Drops expired messages from memory. Returns true when any were dropped. */
+  /**
+   * Drops expired messages, and outbox entries past their deadline, from
+   * memory. A message dropped while still `sending` is reported as an
+   * `error` (`not_sent_in_time`). Returns true when anything was dropped.
+   */
   pruneExpired(localNow: number = this.clock.now()): boolean {
     const offset = this.state.offset;
     const serverNow = localNow + offset;
     let changed = false;
+    const unsent: string[] = [];
     const rooms: RoomState[] = [];
     for (const r of this.state.rooms) {
       const seen = this.meta.get(r.id)?.seen;
@@ -712,15 +1035,34 @@ export class ChatClient {
         }
       }
       const kept = r.messages.filter((m) => !isExpired(m.expires_at, localNow, offset));
-      if (kept.length === r.messages.length) {
+      const outbox = r.outbox.filter((o) => o.deadline > localNow);
+      for (const o of r.outbox) {
+        if (o.deadline > localNow) continue;
+        this.dropJob(o.cid);
+        if (o.status === 'sending') unsent.push(r.id);
+      }
+      if (kept.length === r.messages.length && outbox.length === r.outbox.length) {
         rooms.push(r);
       } else {
         changed = true;
-        rooms.push({ ...r, messages: kept });
+        rooms.push({ ...r, messages: kept, outbox });
       }
     }
     if (changed) this.update({ rooms });
+    for (const room of unsent) {
+      this.emit('error', new ChatError('not_sent_in_time', describeError('not_sent_in_time'), room));
+    }
     return changed;
+  }
+
+  /** Local milliseconds from `localNow` until the next message expires or outbox entry leaves; Infinity for none. */
+  nextExpiryIn(localNow: number = this.clock.now()): number {
+    let next = Infinity;
+    for (const r of this.state.rooms) {
+      for (const m of r.messages) next = Math.min(next, m.expires_at - this.state.offset - localNow);
+      for (const o of r.outbox) next = Math.min(next, o.deadline - localNow);
+    }
+    return Math.max(0, next);
   }
 
   // ------------------------------------------------------------ helpers
@@ -745,8 +1087,22 @@ export class ChatClient {
     return true;
   }
 
+  /** A message as shown; an encrypted one in a private room starts as `decrypting` (see `decrypt`). */
   private toChat(m: MessageFrame): ChatMessage {
-    return { ...m, own: this.ownIds.has(m.id) || this.selfIds.has(m.user.id) };
+    let body: MessageBody;
+    if (m.enc === undefined) body = { kind: 'text', text: m.text, encrypted: false };
+    else if (!this.keys.has(m.room)) body = { kind: 'locked' };
+    else if (m.enc !== ENC_SCHEME) body = { kind: 'unreadable' };
+    else body = { kind: 'decrypting' };
+    return {
+      room: m.room,
+      id: m.id,
+      user: m.user,
+      ts: m.ts,
+      expires_at: m.expires_at,
+      own: this.ownIds.has(m.id) || this.selfIds.has(m.user.id),
+      body,
+    };
   }
 
   private cap(messages: ChatMessage[]): ChatMessage[] {

@@ -11,7 +11,10 @@ export type LocalErrorCode =
   | 'timeout'
   | 'protocol'
   | 'closed_unauthorized'
-  | 'policy';
+  | 'policy'
+  | 'not_sent_in_time'
+  | 'bad_key'
+  | 'no_crypto';
 
 export type AnyErrorCode = ErrorCode | LocalErrorCode;
 
@@ -56,19 +59,31 @@ export function describeError(
       return 'You are sending messages too fast. Wait a moment, then try again.';
     case 'unavailable':
       return 'The chat service could not take your message right now. It was not sent; try again.';
+    case 'invalid_ttl':
+      return 'The server does not offer that lifetime any more. Pick another one, then retry.';
+    case 'encryption_required':
+      return 'This server only carries end-to-end encrypted messages: send them in a private room.';
+    case 'blocked':
+      return 'The server’s content policy refused this message. It was not sent.';
     case 'unauthorized':
     case 'closed_unauthorized':
       return 'You are not authorized to chat here. Your sign-in may have expired.';
     case 'offline':
-      return 'You are offline. The message was not sent; it is still in the box.';
+      return 'You are offline: nothing can be sent until you reconnect. The message is still in the box.';
     case 'connection_lost':
-      return 'The connection dropped before the server confirmed your message. Check the room, then send again if it is missing.';
+      return 'The connection dropped before the server confirmed this message. Check the room, then retry if it is missing.';
     case 'timeout':
-      return 'The server did not confirm your message in time. Check the room, then send again if it is missing.';
+      return 'The server did not confirm this message in time. Check the room, then retry if it is missing.';
     case 'protocol':
       return 'The server closed the connection because this page broke the protocol. Reload the page to get the latest version.';
     case 'policy':
       return 'The server cut the connection for sending too much. Reconnecting after a pause.';
+    case 'not_sent_in_time':
+      return 'A message could not be sent before its lifetime ran out, so it was dropped.';
+    case 'bad_key':
+      return 'The link’s key is damaged: ask for the link again. Its room opens without it, and its messages stay locked.';
+    case 'no_crypto':
+      return 'This browser cannot encrypt on this page (it needs a secure connection, HTTPS), so private rooms stay locked.';
     default:
       return serverMessage.trim() || `Something went wrong (${code}).`;
   }

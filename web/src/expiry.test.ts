@@ -7,6 +7,8 @@ import {
   formatTimeLeft,
   isExpired,
   lifeLeft,
+  lifetimeChoices,
+  lifetimeLabel,
   lowerBoundFromMessage,
   messageTimeLeft,
   offsetFromOwnMessage,
@@ -178,5 +180,54 @@ describe('time left', () => {
     // A 15 s message starts calm and ends red.
     expect(urgency(14_000, 14 / 15)).toBe('ok');
     expect(urgency(3_000, 0.2)).toBe('danger');
+  });
+});
+
+describe('lifetimes a sender may choose', () => {
+  it('offers the usual steps from the minimum up to the TTL, the TTL included', () => {
+    expect(lifetimeChoices(1_000, 300_000)).toEqual([30_000, 60_000, 120_000, 300_000]);
+    expect(lifetimeChoices(60_000, 300_000)).toEqual([60_000, 120_000, 300_000]);
+    expect(lifetimeChoices(45_000, 300_000)).toEqual([60_000, 120_000, 300_000]);
+    expect(lifetimeChoices(1_000, 86_400_000)).toEqual([
+      30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 43_200_000,
+      86_400_000,
+    ]);
+  });
+
+  it('never goes below the minimum or above the TTL', () => {
+    for (const [min, max] of [
+      [1_000, 8_000],
+      [1_000, 45_000],
+      [40_000, 100_000],
+      [1_000, 1_000],
+      [300_000, 300_000],
+    ] as const) {
+      const choices = lifetimeChoices(min, max);
+      expect(choices.at(-1)).toBe(max);
+      for (const c of choices) {
+        expect(c).toBeGreaterThanOrEqual(min);
+        expect(c).toBeLessThanOrEqual(max);
+      }
+      expect([...choices].sort((a, b) => a - b)).toEqual(choices);
+      expect(new Set(choices).size).toBe(choices.length);
+    }
+  });
+
+  it('offers the minimum when no step fits below a short TTL, and one choice when min = TTL', () => {
+    expect(lifetimeChoices(1_000, 8_000)).toEqual([1_000, 8_000]);
+    expect(lifetimeChoices(5_000, 5_000)).toEqual([5_000]);
+  });
+
+  it('labels them briefly', () => {
+    expect([30_000, 60_000, 90_000, 300_000, 3_600_000, 5_400_000, 86_400_000, 8_000].map(lifetimeLabel)).toEqual([
+      '30 s',
+      '1 min',
+      '90 s',
+      '5 min',
+      '1 h',
+      '1 h 30 min',
+      '24 h',
+      '8 s',
+    ]);
   });
 });

@@ -184,3 +184,30 @@ export function urgency(left: number, life: number): 'ok' | 'warn' | 'danger' {
   if (life <= 0.2) return 'warn';
   return 'ok';
 }
+
+/** Lifetimes offered when the gateway lets a message choose (v1.1), before the bounds are applied. */
+const LIFETIME_STEPS = [
+  30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 43_200_000,
+];
+
+/**
+ * The lifetimes a sender may pick, shortest first: the usual steps between
+ * `min` and `max`, and `max` itself (the gateway's TTL, the default). A
+ * `min` that is not a step is offered when it is the only way to go shorter.
+ */
+export function lifetimeChoices(min: number, max: number): number[] {
+  const steps = LIFETIME_STEPS.filter((ms) => ms >= min && ms < max);
+  const shortest = steps.length === 0 && min < max ? [min] : [];
+  return [...shortest, ...steps, max];
+}
+
+/** "30 s", "1 min", "90 s", "1 h", "1 h 30 min": short words for a lifetime. */
+export function lifetimeLabel(ms: number): string {
+  const secs = Math.round(ms / 1000);
+  if (secs < 60 || (secs < 600 && secs % 60 !== 0)) return `${secs} s`;
+  const mins = Math.round(secs / 60);
+  if (mins < 60) return `${mins} min`;
+  const h = Math.floor(mins / 60);
+  const m = mins % 60;
+  return m === 0 ? `${h} h` : `${h} h ${m} min`;
+}

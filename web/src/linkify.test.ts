@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { linkify, safeHref } from './linkify.ts';
-import { hashForRoom, isRouteHash, roomFromUrl, shareLink } from './route.ts';
+import { hashForRoom, isRouteHash, linkFromText, linkFromUrl, shareLink } from './route.ts';
 
 describe('linkify', () => {
   it('leaves plain text alone', () => {
@@ -96,22 +96,44 @@ describe('hostile text', () => {
 });
 
 describe('route', () => {
+  const KEY = 'q8cE2oQ0m5rV7b-Yx_3NzT1pLk9wAaHsDfGjUiOeR4c';
+
   it('reads the room from the hash or the query', () => {
-    expect(roomFromUrl('#/room/lobby', '')).toBe('lobby');
-    expect(roomFromUrl('', '?room=lobby')).toBe('lobby');
-    expect(roomFromUrl('#/room/a%20b', '')).toBe('a b');
-    expect(roomFromUrl('#/room/%E0%A4%A', '')).toBe('%E0%A4%A');
-    expect(roomFromUrl('#message-input', '')).toBeNull();
-    expect(roomFromUrl('', '?room=')).toBeNull();
-    expect(roomFromUrl('', '')).toBeNull();
+    expect(linkFromUrl('#/room/lobby', '')).toEqual({ room: 'lobby', key: null });
+    expect(linkFromUrl('', '?room=lobby')).toEqual({ room: 'lobby', key: null });
+    expect(linkFromUrl('#/room/a%20b', '')).toEqual({ room: 'a b', key: null });
+    expect(linkFromUrl('#/room/%E0%A4%A', '')).toEqual({ room: '%E0%A4%A', key: null });
+    expect(linkFromUrl('#message-input', '')).toBeNull();
+    expect(linkFromUrl('#/room/', '')).toBeNull();
+    expect(linkFromUrl('', '?room=')).toBeNull();
+    expect(linkFromUrl('', '')).toBeNull();
+  });
+
+  it('reads a private room’s key from the fragment only, never from the query', () => {
+    expect(linkFromUrl(`#/room/secret1?k=${KEY}`, '')).toEqual({ room: 'secret1', key: KEY });
+    expect(linkFromUrl('#/room/secret1?k=', '')).toEqual({ room: 'secret1', key: null });
+    expect(linkFromUrl('', `?room=secret1&k=${KEY}`)).toEqual({ room: 'secret1', key: null });
+  });
+
+  it('reads links pasted as text', () => {
+    expect(linkFromText(`https://chat.example/#/room/secret1?k=${KEY}`)).toEqual({ room: 'secret1', key: KEY });
+    expect(linkFromText(' #/room/lobby ')).toEqual({ room: 'lobby', key: null });
+    expect(linkFromText('lobby')).toBeNull();
   });
 
   it('writes hashes and share links', () => {
     expect(hashForRoom('lobby')).toBe('#/room/lobby');
     expect(hashForRoom(null)).toBe('#/');
+    expect(hashForRoom('secret1', KEY)).toBe(`#/room/secret1?k=${KEY}`);
     expect(isRouteHash('#/room/x')).toBe(true);
     expect(isRouteHash('')).toBe(true);
     expect(isRouteHash('#main')).toBe(false);
     expect(shareLink('https://chat.example', '/', 'lobby')).toBe('https://chat.example/#/room/lobby');
+    const link = shareLink('https://chat.example', '/', 'secret1', KEY);
+    expect(link).toBe(`https://chat.example/#/room/secret1?k=${KEY}`);
+    // What a server would see of it: no key.
+    const url = new URL(link);
+    expect(`${url.origin}${url.pathname}${url.search}`).toBe('https://chat.example/');
+    expect(linkFromUrl(url.hash, url.search)).toEqual({ room: 'secret1', key: KEY });
   });
 });

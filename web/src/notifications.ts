@@ -16,8 +16,9 @@ export async function ensureNotificationPermission(): Promise<boolean> {
   return (await Notification.requestPermission()) === 'granted';
 }
 
-export function showNotification(title: string, body: string, tag: string, onClick: () => void): void {
-  if (notificationPermission() !== 'granted') return;
+/** Shows a notification; returns it (to close it later), or null when none could be shown. */
+export function showNotification(title: string, body: string, tag: string, onClick: () => void): Notification | null {
+  if (notificationPermission() !== 'granted') return null;
   try {
     const n = new Notification(title, { body, tag });
     n.onclick = () => {
@@ -25,7 +26,9 @@ export function showNotification(title: string, body: string, tag: string, onCli
       onClick();
       n.close();
     };
+    return n;
   } catch {
     // Some platforms (Android Chrome) only allow notifications from a service worker.
+    return null;
   }
 }

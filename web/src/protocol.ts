@@ -40,6 +40,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   max_rooms: 32,
 };
 
+/** A message's lifetime when `welcome` has not said yet (the gateway's default). */
+export const DEFAULT_TTL_MS = 300_000;
+
 // ---------------------------------------------------------------- client → server
 
 export interface HelloFrame {

@@ -1,10 +1,12 @@
 /**
  * What the page remembers between visits, in localStorage. Every access is
  * guarded: storage can be disabled, full, or hold junk from another version.
+ * Never message text; a private room's key only when the user pins the room.
  */
 const KEYS = {
   name: 'whisperrooms.name',
   rooms: 'whisperrooms.rooms',
+  roomKeys: 'whisperrooms.room-keys',
   selfIds: 'whisperrooms.self-ids',
   notify: 'whisperrooms.notify',
   theme: 'whisperrooms.theme',
@@ -47,6 +49,24 @@ export const storage = {
   rooms: (): string[] => readList(KEYS.rooms),
   setRooms: (rooms: readonly string[]): void => {
     write(KEYS.rooms, JSON.stringify(rooms));
+  },
+
+  /** Keys of the private rooms the user pinned, by room. */
+  roomKeys: (): Record<string, string> => {
+    const raw = read(KEYS.roomKeys);
+    if (raw === null) return {};
+    try {
+      const value: unknown = JSON.parse(raw);
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) return {};
+      return Object.fromEntries(
+        Object.entries(value).filter((e): e is [string, string] => typeof e[1] === 'string'),
+      );
+    } catch {
+      return {};
+    }
+  },
+  setRoomKeys: (keys: Readonly<Record<string, string>>): void => {
+    write(KEYS.roomKeys, Object.keys(keys).length === 0 ? null : JSON.stringify(keys));
   },
 
   /** User ids this browser was given; messages from them are "own". */

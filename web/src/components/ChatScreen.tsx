@@ -1,4 +1,6 @@
 import { useCallback, useEffect, useRef, useState, type MouseEvent } from 'react';
+import type { OutgoingMessage } from '../client.ts';
+import { lifetimeChoices } from '../expiry.ts';
 import { applyTheme, loadTheme, type ThemeChoice } from '../theme.ts';
 import { useChat } from '../useChat.ts';
 import { Composer, COMPOSER_ID } from './Composer.tsx';
@@ -26,10 +28,18 @@ export function ChatScreen({ name, onChangeName }: Props) {
   const [drawerOpen, setDrawerOpen] = useState(false);
   const [membersOpen, setMembersOpen] = useState(false);
   const [drafts, setDrafts] = useState<Record<string, string>>({});
+  /** The lifetime picked per room (v1.1 gateways); the gateway's TTL until then. */
+  const [lifetimes, setLifetimes] = useState<Record<string, number>>({});
   const [theme, setTheme] = useState<ThemeChoice>(loadTheme);
   const menuButton = useRef<HTMLElement | null>(null);
 
   const room = state.rooms.find((r) => r.id === state.activeRoom) ?? null;
+  const range = state.features.lifetimes;
+  const choices = range === null ? null : lifetimeChoices(range.min, range.max);
+  const picked = room === null ? undefined : lifetimes[room.id];
+  // A choice the gateway no longer offers (another TTL after a reconnect) falls back to its TTL.
+  const lifetime =
+    range === null ? null : picked !== undefined && choices?.includes(picked) === true ? picked : range.max;
   const unreadElsewhere = state.rooms.reduce((n, r) => (r.id === state.activeRoom ? n : n + r.unread), 0);
 
   useEffect(() => {
@@ -82,12 +92,26 @@ export function ChatScreen({ name, onChangeName }: Props) {
     [chat],
   );
 
+  const newPrivateRoom = useCallback(() => {
+    const problem = chat.newPrivateRoom();
+    if (problem === null) setDrawerOpen(false);
+    return problem;
+  }, [chat]);
+
   const send = useCallback(
-    async (roomId: string, text: string) => {
-      const ok = await chat.send(roomId, text);
-      // Clear only what was sent: text typed meanwhile stays.
-      if (ok) setDrafts((d) => (d[roomId] === text ? { ...d, [roomId]: '' } : d));
+    (roomId: string, text: string, ttlMs: number | null) => {
+      const ok = chat.send(roomId, text, ttlMs);
+      if (ok) setDrafts((d) => ({ ...d, [roomId]: '' }));
       return ok;
+    },
+    [chat],
+  );
+
+  const edit = useCallback(
+    (message: OutgoingMessage) => {
+      chat.discard(message.room, message.cid);
+      setDrafts((d) => ({ ...d, [message.room]: message.text }));
+      document.getElementById(COMPOSER_ID)?.focus();
     },
     [chat],
   );
@@ -112,9 +136,12 @@ export function ChatScreen({ name, onChangeName }: Props) {
         rooms={state.rooms}
         activeRoom={state.activeRoom}
         ttlMs={state.ttlMs}
+        privateOnly={state.features.encryptionRequired}
+        encryption={chat.encryption}
         notifications={chat.notifications}
         theme={theme}
         onJoin={join}
+        onNewPrivateRoom={newPrivateRoom}
         onSelect={select}
         onLeave={chat.leaveRoom}
         onClose={() => {
@@ -141,6 +168,8 @@ export function ChatScreen({ name, onChangeName }: Props) {
           drawerOpen={drawerOpen}
           membersOpen={membersOpen}
           unreadElsewhere={unreadElsewhere}
+          pinned={room !== null && chat.pinned.has(room.id)}
+          onPin={chat.setPinned}
           onMenu={openMenu}
           onMembers={() => {
             setMembersOpen((o) => !o);
@@ -149,24 +178,50 @@ export function ChatScreen({ name, onChangeName }: Props) {
         />
         <ConnectionBanner state={state} onRetry={chat.reconnectNow} onChangeName={onChangeName} />
         {room === null ? (
-          <EmptyState ttlMs={state.ttlMs} onJoin={(r) => void join(r)} />
+          <EmptyState
+            ttlMs={state.ttlMs}
+            privateOnly={state.features.encryptionRequired}
+            encryption={chat.encryption}
+            onJoin={(r) => void join(r)}
+            onNewPrivateRoom={() => void newPrivateRoom()}
+          />
         ) : (
           <>
             <MessageList
               key={`list-${room.id}`}
               room={room}
               online={state.status === 'online'}
-              offset={state.offset} ttlMs={state.ttlMs} />
+              offset={state.offset}
+              ttlMs={state.ttlMs}
+              onRetry={(cid) => {
+                chat.retry(room.id, cid);
+              }}
+              onEdit={edit}
+              onDiscard={(cid) => {
+                chat.discard(room.id, cid);
+              }}
+            />
             <Composer
               key={`composer-${room.id}`}
               room={room.id}
               value={drafts[room.id] ?? ''}
               maxBytes={state.limits.max_text_bytes}
               status={state.status}
+              encrypted={room.key !== null}
+              blockedReason={
+                room.key === null && state.features.encryptionRequired
+                  ? 'This server carries only end-to-end encrypted rooms: start a private room to chat.'
+                  : null
+              }
+              lifetimes={choices}
+              lifetime={lifetime}
+              onLifetime={(ms) => {
+                setLifetimes((l) => ({ ...l, [room.id]: ms }));
+              }}
               onChange={(v) => {
                 setDrafts((d) => ({ ...d, [room.id]: v }));
               }}
-              onSend={(text) => send(room.id, text)}
+              onSend={(text) => send(room.id, text, lifetime)}
             />
           </>
         )}

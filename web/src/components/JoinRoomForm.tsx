@@ -1,19 +1,27 @@
 import { useId, useState, type SubmitEvent } from 'react';
 import { normalizeRoomId } from '../protocol.ts';
+import { linkFromText } from '../route.ts';
+import { Icon } from './Icon.tsx';
 
 interface Props {
+  /** The gateway carries only encrypted rooms: only links to private rooms are joined. */
+  privateOnly: boolean;
+  /** This page can encrypt (else private rooms cannot be created). */
+  encryption: boolean;
   onJoin: (input: string) => string | null;
+  onNewPrivateRoom: () => string | null;
 }
 
-/** "Join or create a room": rooms exist as soon as someone joins them. */
-export function JoinRoomForm({ onJoin }: Props) {
+/** "Join or create a room" (rooms exist as soon as someone joins them), or start a private one. */
+export function JoinRoomForm({ privateOnly, encryption, onJoin, onNewPrivateRoom }: Props) {
   const [value, setValue] = useState('');
   const [error, setError] = useState<string | null>(null);
   const inputId = useId();
   const errorId = useId();
   const hintId = useId();
-  const normalized = normalizeRoomId(value);
-  const showHint = normalized !== null && normalized !== value.trim();
+  const link = linkFromText(value);
+  const normalized = normalizeRoomId(link?.room ?? value);
+  const showHint = normalized !== null && (link !== null || normalized !== value.trim());
 
   const submit = (e: SubmitEvent) => {
     e.preventDefault();
@@ -25,12 +33,14 @@ export function JoinRoomForm({ onJoin }: Props) {
   return (
     <form className="join-form" onSubmit={submit} noValidate>
       <label htmlFor={inputId} className="field-label">
-        Join or create a room
+        {privateOnly ? 'Open a private room’s link' : 'Join or create a room'}
       </label>
       <div className="join-row">
-        <span className="join-prefix" aria-hidden="true">
-          #
-        </span>
+        {!privateOnly && (
+          <span className="join-prefix" aria-hidden="true">
+            #
+          </span>
+        )}
         <input
           id={inputId}
           className="input"
@@ -40,7 +50,7 @@ export function JoinRoomForm({ onJoin }: Props) {
             setValue(e.target.value);
             if (error !== null) setError(null);
           }}
-          placeholder="lobby"
+          placeholder={privateOnly ? 'paste a link' : 'lobby'}
           autoComplete="off"
           autoCapitalize="none"
           spellCheck={false}
@@ -58,10 +68,28 @@ export function JoinRoomForm({ onJoin }: Props) {
       ) : (
         showHint && (
           <p id={hintId} className="field-hint">
-            Will join <strong>#{normalized}</strong>
+            Will join {link !== null && link.key !== null ? 'the private room ' : ''}
+            <strong>#{normalized}</strong>
           </p>
         )
       )}
+      <button
+        type="button"
+        className="btn btn-secondary btn-block new-private"
+        data-testid="new-private-room"
+        disabled={!encryption}
+        title={
+          encryption
+            ? 'A room with a random name and a key that only its link carries: the server sees nothing but ciphertext'
+            : 'Private rooms need a secure connection (HTTPS) in this browser'
+        }
+        onClick={() => {
+          setError(onNewPrivateRoom());
+        }}
+      >
+        <Icon name="lock" size={16} />
+        New private room
+      </button>
     </form>
   );
 }

@@ -1,6 +1,9 @@
-import type { Announcement } from '../useChat.ts';
+import type { Announcement } from '../traces.ts';
 
-/** Screen readers hear new messages from here (politely, without stealing focus). */
+/**
+ * Screen readers hear new messages from here (politely, without stealing
+ * focus); each announcement leaves when its message expires.
+ */
 export function LiveRegion({ announcements }: { announcements: readonly Announcement[] }) {
   return (
     <div className="sr-only" aria-live="polite" aria-relevant="additions" data-testid="live-region">

@@ -3,10 +3,13 @@ import type { ChatMessage } from '../client.ts';
 import { lifeLeft, messageTimeLeft, toLocalTime } from '../expiry.ts';
 import { Avatar } from './Avatar.tsx';
 import { ExpiryIndicator } from './ExpiryIndicator.tsx';
-import { LinkifiedText } from './LinkifiedText.tsx';
+import { Icon } from './Icon.tsx';
+import { MessageBody } from './MessageBody.tsx';
 
 interface Props {
   message: ChatMessage;
+  /** The room is end-to-end encrypted (plain text in it is flagged). */
+  privateRoom: boolean;
   /** Follows a message by the same person a moment earlier: no header. */
   grouped: boolean;
   now: number;
@@ -19,7 +22,7 @@ export const FADE_MS = 4_000;
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
-export const MessageItem = memo(function MessageItem({ message, grouped, now, offset }: Props) {
+export const MessageItem = memo(function MessageItem({ message, privateRoom, grouped, now, offset }: Props) {
   const left = messageTimeLeft(message.ts, message.expires_at, now, offset);
   const life = lifeLeft(message.ts, message.expires_at, now, offset);
   const sent = new Date(toLocalTime(message.ts, offset));
@@ -28,7 +31,13 @@ export const MessageItem = memo(function MessageItem({ message, grouped, now, of
     .filter(Boolean)
     .join(' ');
   return (
-    <li className={classes} data-testid="message" data-id={message.id} data-own={message.own}>
+    <li
+      className={classes}
+      data-testid="message"
+      data-id={message.id}
+      data-own={message.own}
+      data-body={message.body.kind}
+    >
       <div className="msg-gutter">
         {grouped ? (
           <time className="msg-time-hint" dateTime={sent.toISOString()} aria-hidden="true">
@@ -48,9 +57,13 @@ export const MessageItem = memo(function MessageItem({ message, grouped, now, of
             {timeFormat.format(sent)}
           </time>
         </div>
-        <div className="msg-text" data-testid="message-text" dir="auto">
-          <LinkifiedText text={message.text} />
-        </div>
+        <MessageBody body={message.body} privateRoom={privateRoom} />
+        {message.own && (
+          <p className="msg-status" data-testid="message-status" data-state="sent">
+            <Icon name="check" size={13} />
+            Sent
+          </p>
+        )}
       </div>
       <ExpiryIndicator left={left} life={life} expiresAt={message.expires_at} />
     </li>

@@ -1,6 +1,6 @@
 import { useId, useState, type SubmitEvent } from 'react';
 import { nameProblem, normalizeRoomId } from '../protocol.ts';
-import { roomFromUrl } from '../route.ts';
+import { linkFromUrl } from '../route.ts';
 import { Logo } from './Logo.tsx';
 
 interface Props {
@@ -15,8 +15,9 @@ export function NameGate({ initialName, onSubmit }: Props) {
   const inputId = useId();
   const errorId = useId();
   const [invitedTo] = useState(() => {
-    const linked = roomFromUrl(window.location.hash, window.location.search);
-    return linked === null ? null : normalizeRoomId(linked);
+    const linked = linkFromUrl(window.location.hash, window.location.search);
+    const room = linked === null ? null : normalizeRoomId(linked.room);
+    return room === null || linked === null ? null : { room, private: linked.key !== null };
   });
 
   const submit = (e: SubmitEvent) => {
@@ -31,7 +32,11 @@ export function NameGate({ initialName, onSubmit }: Props) {
       <form className="gate-card" onSubmit={submit} noValidate aria-labelledby="gate-title">
         <Logo />
         <h1 id="gate-title" className="gate-title">
-          {invitedTo === null ? 'Welcome to WhisperRooms' : `You're invited to #${invitedTo}`}
+          {invitedTo === null
+            ? 'Welcome to WhisperRooms'
+            : invitedTo.private
+              ? 'You’re invited to a private room'
+              : `You're invited to #${invitedTo.room}`}
         </h1>
         <p className="gate-lede">
           Group chat that forgets. Every message fades away a few minutes after it is sent — no history, no
@@ -63,7 +68,11 @@ export function NameGate({ initialName, onSubmit }: Props) {
           </p>
         )}
         <button type="submit" className="btn btn-primary btn-lg btn-block" data-testid="connect-button">
-          {invitedTo === null ? 'Start chatting' : `Join #${invitedTo}`}
+          {invitedTo === null
+            ? 'Start chatting'
+            : invitedTo.private
+              ? 'Join the private room'
+              : `Join #${invitedTo.room}`}
         </button>
         <p className="gate-note">Others see this name next to your messages. It is stored only in this browser.</p>
       </form>

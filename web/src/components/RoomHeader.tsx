@@ -12,6 +12,9 @@ interface Props {
   drawerOpen: boolean;
   membersOpen: boolean;
   unreadElsewhere: number;
+  /** The open private room's key is kept in this browser. */
+  pinned: boolean;
+  onPin: (room: string, pinned: boolean) => void;
   onMenu: () => void;
   onMembers: () => void;
   onLeave: (room: string) => void;
@@ -21,8 +24,8 @@ export function RoomHeader(props: Props) {
   const { state, room } = props;
   const [copied, setCopied] = useState(false);
 
-  const copy = async (roomId: string) => {
-    const link = shareLink(window.location.origin, window.location.pathname, roomId);
+  const copy = async (roomId: string, key: string | null) => {
+    const link = shareLink(window.location.origin, window.location.pathname, roomId, key);
     try {
       await navigator.clipboard.writeText(link);
       setCopied(true);
@@ -53,13 +56,21 @@ export function RoomHeader(props: Props) {
           <h1>WhisperRooms</h1>
         ) : (
           <>
-            <h1 data-testid="room-title">
-              <span className="hash" aria-hidden="true">
-                #
-              </span>
+            <h1 data-testid="room-title" data-private={room.key !== null}>
+              {room.key === null ? (
+                <span className="hash" aria-hidden="true">
+                  #
+                </span>
+              ) : (
+                <span className="hash room-lock" title="Private room: end-to-end encrypted">
+                  <Icon name="lock" size={16} />
+                  <span className="sr-only">Private room </span>
+                </span>
+              )}
               {room.id}
             </h1>
             <span className="room-sub">
+              {room.key !== null && 'end-to-end encrypted · '}
               {room.status === 'joining'
                 ? 'joining…'
                 : `${room.members.length} ${room.members.length === 1 ? 'member' : 'members'}`}
@@ -74,14 +85,39 @@ export function RoomHeader(props: Props) {
             <button
               type="button"
               className="icon-button copy-link"
-              onClick={() => void copy(room.id)}
+              onClick={() => void copy(room.id, room.key)}
               aria-label={copied ? 'Link copied' : `Copy link to #${room.id}`}
-              title={copied ? 'Link copied' : 'Copy link to this room'}
+              title={
+                copied
+                  ? 'Link copied'
+                  : room.key === null
+                    ? 'Copy link to this room'
+                    : 'Copy this room’s link: it holds the key, so share it only with people who may read along'
+              }
               data-testid="copy-link"
             >
               <Icon name="link" />
               {copied && <span className="copied-tip">Copied</span>}
             </button>
+            {room.key !== null && (
+              <button
+                type="button"
+                className={`icon-button pin-button${props.pinned ? ' is-on' : ''}`}
+                onClick={() => {
+                  props.onPin(room.id, !props.pinned);
+                }}
+                aria-pressed={props.pinned}
+                aria-label="Keep this private room in this browser"
+                title={
+                  props.pinned
+                    ? 'Pinned: this browser keeps the room and its key. Click to forget them when the page closes.'
+                    : 'Not pinned: the key is forgotten when the page closes. Click to keep the room and its key in this browser.'
+                }
+                data-testid="pin-room"
+              >
+                <Icon name="pin" />
+              </button>
+            )}
             <button
               type="button"
               className="icon-button members-button"

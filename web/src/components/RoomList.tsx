@@ -28,6 +28,7 @@ export function RoomList({ rooms, activeRoom, onSelect, onLeave }: Props) {
                 data-room={room.id}
                 data-active={active}
                 data-status={room.status}
+                data-private={room.key !== null}
               >
                 <button
                   type="button"
@@ -37,7 +38,8 @@ export function RoomList({ rooms, activeRoom, onSelect, onLeave }: Props) {
                   }}
                   aria-current={active ? 'page' : undefined}
                 >
-                  <Icon name="hash" size={16} />
+                  <Icon name={room.key === null ? 'hash' : 'lock'} size={16} />
+                  {room.key !== null && <span className="sr-only">Private room </span>}
                   <span className="room-name">{room.id}</span>
                   {room.status === 'joining' && <span className="room-joining" aria-label="joining" />}
                   {room.unread > 0 && (

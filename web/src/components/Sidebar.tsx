@@ -16,9 +16,14 @@ interface Props {
   rooms: readonly RoomState[];
   activeRoom: string | null;
   ttlMs: number | null;
+  /** The gateway carries only encrypted rooms. */
+  privateOnly: boolean;
+  /** This page can encrypt. */
+  encryption: boolean;
   notifications: { supported: boolean; enabled: boolean; denied: boolean };
   theme: ThemeChoice;
   onJoin: (input: string) => string | null;
+  onNewPrivateRoom: () => string | null;
   onSelect: (room: string) => void;
   onLeave: (room: string) => void;
   onClose: () => void;
@@ -46,7 +51,12 @@ export function Sidebar(props: Props) {
         <Icon name="clock" size={14} />
         {props.ttlMs === null ? 'Messages fade after a few minutes' : `Messages fade after ${durationWords(props.ttlMs)}`}
       </p>
-      <JoinRoomForm onJoin={props.onJoin} />
+      <JoinRoomForm
+        privateOnly={props.privateOnly}
+        encryption={props.encryption}
+        onJoin={props.onJoin}
+        onNewPrivateRoom={props.onNewPrivateRoom}
+      />
       <RoomList rooms={props.rooms} activeRoom={props.activeRoom} onSelect={props.onSelect} onLeave={props.onLeave} />
       <div className="sidebar-foot">
         <div className="me">

@@ -117,7 +117,12 @@ export class FakeNetwork {
   }
 }
 
-export function welcomeFrame(user: Member, gateway = 'gw-a', limits: Partial<Record<string, number>> = {}) {
+export function welcomeFrame(
+  user: Member,
+  gateway = 'gw-a',
+  limits: Partial<Record<string, number>> = {},
+  extra: Record<string, unknown> = {},
+) {
   return {
     type: 'welcome',
     session: `s-${user.id}`,
@@ -125,8 +130,13 @@ export function welcomeFrame(user: Member, gateway = 'gw-a', limits: Partial<Rec
     gateway,
     ttl_ms: 300_000,
     limits: { max_text_bytes: 2000, messages_per_second: 5, burst: 10, max_rooms: 32, ...limits },
+    ...extra,
   };
 }
+
+/** What a v1.1 gateway adds to `welcome`, as `welcomeFrame`'s last two arguments. */
+export const V11_LIMITS = { frames_per_second: 20, frame_burst: 40, min_ttl_ms: 1_000 };
+export const V11_EXTRA = { idle_timeout_ms: 60_000, encryption_required: false };
 
 export function messageFrame(room: string, id: string, user: Member, text: string, ts: number): MessageFrame {
   return { type: 'message', room, id, user, text, ts, expires_at: ts + 300_000 };
