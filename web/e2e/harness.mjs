@@ -183,9 +183,9 @@ class Gateway {
  * Starts a gateway on `port` (a free one by default) against the test
  * services, or, with no services, alone on its embedded bus and in-memory
  * presence (what `make run` starts), and waits until it is ready and serves
- * the UI.
+ * the UI. `settings` adds WHISPER_* variables (e.g. WHISPER_MAX_TEXT_BYTES).
  */
-export async function startGateway({ services: svc, topic, name = 'gw', port, ttl }) {
+export async function startGateway({ services: svc, topic, name = 'gw', port, ttl, settings = {} }) {
   assert.ok(
     existsSync(GATEWAY_BIN),
     `no gateway binary at ${GATEWAY_BIN}: build it with \`cargo build -p whisper-gateway\` or set WHISPER_GATEWAY_BIN`,
@@ -206,6 +206,7 @@ export async function startGateway({ services: svc, topic, name = 'gw', port, tt
     WHISPER_GATEWAY_ID: id,
     WHISPER_LOG: 'info,whisper_gateway=debug',
     ...(ttl === undefined ? {} : { WHISPER_MESSAGE_TTL: ttl }),
+    ...settings,
   };
   const child = spawn(GATEWAY_BIN, [], { env, stdio: ['ignore', fd, fd] });
   closeSync(fd);
@@ -302,12 +303,16 @@ export async function waitOnline(page, timeout = TIMEOUTS.ui) {
   await until('the page is online', () => connectionState(page), (s) => s === 'online', timeout);
 }
 
-/** The messages of the open room, as shown: id, own, sender name, text. */
+/**
+ * The messages of the open room, as shown: id, own, body (`text`, or why
+ * it cannot be read: `locked`, `unreadable`, `decrypting`), sender name, text.
+ */
 export function messages(page) {
   return page.locator('[data-testid="message-list"] [data-testid="message"]').evaluateAll((items) =>
     items.map((li) => ({
       id: li.getAttribute('data-id'),
       own: li.getAttribute('data-own') === 'true',
+      body: li.getAttribute('data-body'),
       sender: li.querySelector('[data-testid="message-sender"]')?.textContent ?? null,
       text: li.querySelector('[data-testid="message-text"]')?.textContent ?? null,
     })),
@@ -410,7 +415,8 @@ export async function screenshot(page, name) {
 
 /** One scenario's gateways, browser and pages; `cleanup` stops them all. */
 class Scenario {
-  constructor(name, svc) {
+  constructor(name, svc, t) {
+    this.t = t;
     this.name = name;
     this.services = svc;
     this.topic = unique('e2e');
@@ -418,6 +424,11 @@ class Scenario {
     this.pages = [];
     this.pageErrors = [];
     this.browser = null;
+  }
+
+  /** Marks the scenario skipped, saying why; the body should return right after. */
+  skip(why) {
+    this.t.skip(why);
   }
 
   /** A gateway on this scenario's topic. */
@@ -447,10 +458,12 @@ class Scenario {
 
   /**
    * A user: a fresh context on `gateway`, straight into `room` through its
-   * link (`#/room/<id>`) when given, name entered, online (and joined).
+   * link (`#/room/<id>`, or `#/room/<id>?k=<key>` with `key`) when given,
+   * name entered, online (and joined).
    */
-  async user(gateway, name, { room, ...options } = {}) {
-    const page = await this.page(room === undefined ? `${gateway.url}/` : `${gateway.url}/#/room/${room}`, options);
+  async user(gateway, name, { room, key, ...options } = {}) {
+    const hash = room === undefined ? '' : `#/room/${room}${key === undefined ? '' : `?k=${key}`}`;
+    const page = await this.page(`${gateway.url}/${hash}`, options);
     await tid(page, 'name-input').fill(name);
     await tid(page, 'connect-button').click();
     await waitOnline(page);
@@ -495,7 +508,7 @@ export function scenario(name, body, { timeout = TIMEOUTS.scenario, embedded = f
   }
   test(name, { timeout }, async (t) => {
     if (problem !== null) assert.fail(`under CI=true the browser tests need the services: ${problem}`);
-    const s = new Scenario(name, svc);
+    const s = new Scenario(name, svc, t);
     // A timed-out body never returns: keep its pages and stop its processes now.
     const onAbort = () => void s.saveFailureScreens().finally(() => s.cleanup());
     t.signal.addEventListener('abort', onAbort, { once: true });
