@@ -1,10 +1,14 @@
 //! The expiring message history of every room this gateway has seen: the
 //! newest [`PER_ROOM`] unexpired messages of each room, within a global
-//! memory bound. A plain data structure; the caller holds the lock and the
-//! clock.
+//! memory bound. Each message is kept as the `message` frame already
+//! serialized for its live delivery, so serving history never serializes
+//! again and shares the bytes with the sockets. A plain data structure; the
+//! caller holds the lock and the clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
 
 use crate::protocol::ChatMessage;
 
@@ -18,7 +22,10 @@ const OVERHEAD: usize = 160;
 struct Entry {
     seq: u64,
     bytes: usize,
-    message: Arc<ChatMessage>,
+    id: Box<str>,
+    expires_at: i64,
+    /// The message's `message` frame.
+    frame: Utf8Bytes,
 }
 
 /// What one insert or sweep removed.
@@ -55,8 +62,9 @@ impl History {
         }
     }
 
-    /// Stores a message unless it has already expired at `now_ms`.
-    pub fn insert(&mut self, message: Arc<ChatMessage>, now_ms: i64) -> Removed {
+    /// Stores a message, given with its `message` frame, unless it has
+    /// already expired at `now_ms`.
+    pub fn insert(&mut self, message: &ChatMessage, frame: Utf8Bytes, now_ms: i64) -> Removed {
         let mut removed = Removed::default();
         if message.expires_at <= now_ms {
             removed.expired = 1;
@@ -64,14 +72,20 @@ impl History {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let bytes = OVERHEAD + message.text.len() + message.id.len() + message.user.id.len() + message.user.name.len();
+        let bytes = OVERHEAD + frame.len() + message.id.len();
         let room: Arc<str> = match self.rooms.get_key_value(message.room.as_str()) {
             Some((room, _)) => room.clone(),
             None => message.room.as_str().into(),
         };
         self.arrivals.push_back((seq, room.clone(), message.expires_at));
         let entries = self.rooms.entry(room).or_default();
-        entries.push_back(Entry { seq, bytes, message });
+        entries.push_back(Entry {
+            seq,
+            bytes,
+            id: message.id.as_str().into(),
+            expires_at: message.expires_at,
+            frame,
+        });
         self.bytes += bytes;
         self.len += 1;
         if entries.len() > PER_ROOM {
@@ -100,21 +114,22 @@ impl History {
         removed
     }
 
-    /// The room's unexpired messages, oldest first; with `since`, only those
-    /// after that id. An unknown `since` (expired or never seen) gives the
-    /// whole history: the client drops what it already has by id.
-    pub fn since(&self, room: &str, since: Option<&str>, now_ms: i64) -> Vec<Arc<ChatMessage>> {
+    /// The `message` frames of the room's unexpired messages, oldest first;
+    /// with `since`, only those after that id. An unknown `since` (expired
+    /// or never seen) gives the whole history: the client drops what it
+    /// already has by id.
+    pub fn since(&self, room: &str, since: Option<&str>, now_ms: i64) -> Vec<Utf8Bytes> {
         let Some(entries) = self.rooms.get(room) else {
             return Vec::new();
         };
         let start = since
-            .and_then(|id| entries.iter().position(|e| e.message.id == id))
+            .and_then(|id| entries.iter().position(|e| &*e.id == id))
             .map_or(0, |i| i + 1);
         entries
             .iter()
             .skip(start)
-            .filter(|e| e.message.expires_at > now_ms)
-            .map(|e| e.message.clone())
+            .filter(|e| e.expires_at > now_ms)
+            .map(|e| e.frame.clone())
             .collect()
     }
 
@@ -124,7 +139,7 @@ impl History {
         let mut freed = 0;
         self.rooms.retain(|_, entries| {
             entries.retain(|e| {
-                let keep = e.message.expires_at > now_ms;
+                let keep = e.expires_at > now_ms;
                 if !keep {
                     expired += 1;
                     freed += e.bytes;
@@ -158,10 +173,10 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Member;
+    use crate::protocol::{Member, ServerFrame};
 
-    fn msg(room: &str, id: u32, expires_at: i64) -> Arc<ChatMessage> {
-        Arc::new(ChatMessage {
+    fn msg(room: &str, id: u32, expires_at: i64) -> ChatMessage {
+        ChatMessage {
             room: room.into(),
             id: id.to_string(),
             user: Member {
@@ -171,24 +186,42 @@ mod tests {
             text: "x".repeat(40),
             ts: expires_at - 1000,
             expires_at,
-        })
+        }
     }
 
-    fn ids(messages: &[Arc<ChatMessage>]) -> Vec<String> {
-        messages.iter().map(|m| m.id.clone()).collect()
+    /// History of one message's kind, as the caller stores it.
+    trait Store {
+        fn put(&mut self, message: ChatMessage, now_ms: i64) -> Removed;
+    }
+
+    impl Store for History {
+        fn put(&mut self, message: ChatMessage, now_ms: i64) -> Removed {
+            let frame = ServerFrame::Message(&message).to_json().into();
+            self.insert(&message, frame, now_ms)
+        }
+    }
+
+    fn ids(frames: &[Utf8Bytes]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+                v["id"].as_str().unwrap().to_owned()
+            })
+            .collect()
     }
 
     #[test]
     fn keeps_the_newest_per_room_in_order() {
         let mut h = History::new(usize::MAX);
         for i in 0..250 {
-            h.insert(msg("a", i, 10_000), 0);
+            h.put(msg("a", i, 10_000), 0);
         }
-        h.insert(msg("b", 999, 10_000), 0);
+        h.put(msg("b", 999, 10_000), 0);
         let a = h.since("a", None, 0);
         assert_eq!(a.len(), PER_ROOM);
-        assert_eq!(a.first().unwrap().id, "50");
-        assert_eq!(a.last().unwrap().id, "249");
+        assert_eq!(ids(&a).first().unwrap(), "50");
+        assert_eq!(ids(&a).last().unwrap(), "249");
         assert_eq!(h.len(), PER_ROOM + 1);
     }
 
@@ -196,7 +229,7 @@ mod tests {
     fn since_gives_what_came_after() {
         let mut h = History::new(usize::MAX);
         for i in 0..5 {
-            h.insert(msg("a", i, 10_000), 0);
+            h.put(msg("a", i, 10_000), 0);
         }
         assert_eq!(ids(&h.since("a", Some("2"), 0)), ["3", "4"]);
         assert_eq!(ids(&h.since("a", Some("4"), 0)), Vec::<String>::new());
@@ -207,9 +240,9 @@ mod tests {
     #[test]
     fn expired_messages_are_never_served_and_swept() {
         let mut h = History::new(usize::MAX);
-        h.insert(msg("a", 1, 1_000), 0);
-        h.insert(msg("a", 2, 5_000), 0);
-        assert_eq!(h.insert(msg("a", 3, 500), 600).expired, 1);
+        h.put(msg("a", 1, 1_000), 0);
+        h.put(msg("a", 2, 5_000), 0);
+        assert_eq!(h.put(msg("a", 3, 500), 600).expired, 1);
         assert_eq!(ids(&h.since("a", None, 2_000)), ["2"]);
         assert_eq!(h.sweep(2_000).expired, 1);
         assert_eq!(h.len(), 1);
@@ -222,18 +255,18 @@ mod tests {
     #[test]
     fn memory_bound_evicts_the_oldest_across_rooms() {
         let mut h = History::new(1);
-        let one = {
-            h.insert(msg("a", 1, 10_000), 0);
-            h.bytes()
-        };
-        assert_eq!(one, 0, "a single message over the bound is evicted at once");
-        let mut h = History::new(3 * 250);
+        h.put(msg("a", 1, 10_000), 0);
+        assert_eq!(h.bytes(), 0, "a single message over the bound is evicted at once");
+        let mut h = History::new(usize::MAX);
+        h.put(msg("a", 1, 10_000), 0);
+        let one = h.bytes();
+        let mut h = History::new(3 * one);
         for (room, id) in [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)] {
-            h.insert(msg(room, id, 10_000), 0);
+            h.put(msg(room, id, 10_000), 0);
         }
-        assert!(h.bytes() <= 3 * 250);
+        assert!(h.bytes() <= 3 * one);
         assert_eq!(h.len(), 3);
-        assert!(h.since("a", None, 0).iter().all(|m| m.id == "3"));
+        assert_eq!(ids(&h.since("a", None, 0)), ["3"]);
         assert_eq!(ids(&h.since("b", None, 0)), ["5"]);
     }
 }

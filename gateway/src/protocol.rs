@@ -182,11 +182,6 @@ pub enum ServerFrame<'a> {
         ttl_ms: u64,
         limits: Limits,
     },
-    Joined {
-        room: &'a str,
-        history: Vec<MessageFrame<'a>>,
-        members: &'a [Member],
-    },
     Left {
         room: &'a str,
     },
@@ -214,15 +209,28 @@ pub enum ServerFrame<'a> {
     },
 }
 
-/// A history entry: exactly a `message` frame, `type` included, so clients
-/// handle history and live messages with one code path.
-#[derive(Debug)]
-pub struct MessageFrame<'a>(pub &'a ChatMessage);
-
-impl Serialize for MessageFrame<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        ServerFrame::Message(self.0).serialize(serializer)
+/// The `joined` frame. Its history entries are exactly `message` frames,
+/// `type` included, so clients handle history and live messages with one
+/// code path; they come already serialized (as sent live) and are not
+/// serialized again.
+pub fn joined_frame(room: &str, history: &[impl std::ops::Deref<Target = str>], members: &[Member]) -> String {
+    let room = serde_json::to_string(room).expect("a string always serializes");
+    let members = serde_json::to_string(members).expect("members always serialize");
+    let history_bytes: usize = history.iter().map(|f| f.len() + 1).sum();
+    let mut out = String::with_capacity(48 + room.len() + members.len() + history_bytes);
+    out.push_str(r#"{"type":"joined","room":"#);
+    out.push_str(&room);
+    out.push_str(r#","history":["#);
+    for (i, frame) in history.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(frame);
     }
+    out.push_str(r#"],"members":"#);
+    out.push_str(&members);
+    out.push('}');
+    out
 }
 
 impl ServerFrame<'_> {
@@ -359,14 +367,19 @@ mod tests {
             serde_json::json!({"type":"message","room":"lobby","id":"m1",
                 "user":{"id":"u1","name":"alice"},"text":"hi","ts":1,"expires_at":2})
         );
-        let joined = ServerFrame::Joined {
-            room: "lobby",
-            history: vec![MessageFrame(&msg)],
-            members: std::slice::from_ref(&user),
-        };
-        let v: Value = serde_json::from_str(&joined.to_json()).unwrap();
-        assert_eq!(v["history"][0]["type"], "message");
+        let live = ServerFrame::Message(&msg).to_json();
+        let joined = joined_frame("lobby", &[live.as_str(), live.as_str()], std::slice::from_ref(&user));
+        let v: Value = serde_json::from_str(&joined).unwrap();
+        assert_eq!(v["type"], "joined");
+        assert_eq!(v["room"], "lobby");
+        assert_eq!(v["history"][0], serde_json::from_str::<Value>(&live).unwrap());
+        assert_eq!(v["history"].as_array().unwrap().len(), 2);
         assert_eq!(v["members"][0]["name"], "alice");
+        let empty: Value = serde_json::from_str(&joined_frame("a\"b", &[] as &[&str], &[])).unwrap();
+        assert_eq!(
+            empty,
+            serde_json::json!({"type":"joined","room":"a\"b","history":[],"members":[]})
+        );
         let err = ServerFrame::Error {
             code: ErrorCode::TooManyRooms,
             message: "m",

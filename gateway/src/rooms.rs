@@ -4,36 +4,78 @@
 //! nothing missed, nothing twice. The lock is never held across `.await`;
 //! frames are serialized once per room, outside it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::history::{History, Removed};
-use crate::protocol::{ChatMessage, Member, MessageFrame, ServerFrame};
+use crate::protocol::{ChatMessage, Member, ServerFrame, joined_frame};
 
-/// A frame on its way to a socket; a message frame carries the bus
-/// timestamp of its message, to measure fan-out latency at the write.
+/// A frame on its way to a socket.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub frame: Utf8Bytes,
-    pub bus_ts: Option<i64>,
+pub enum Outgoing {
+    /// A frame ready to write.
+    Frame(Utf8Bytes),
+    /// A room's message, with the bus timestamp of the message, to measure
+    /// fan-out latency at the write.
+    Message { frame: Utf8Bytes, bus_ts: i64 },
+    /// A `joined` frame, serialized by the socket's writer rather than under
+    /// the rooms lock: its history is the messages' frames, shared.
+    Joined(Box<Joined>),
 }
 
-/// The sending half of one socket: a bounded queue of frames, and the
-/// token that closes the socket as too slow when the queue overflows.
+/// The parts of a `joined` frame.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub room: String,
+    pub history: Vec<Utf8Bytes>,
+    pub members: Vec<Member>,
+}
+
+impl Outgoing {
+    /// The frame's text, serializing a `joined` frame now.
+    pub fn into_text(self) -> Utf8Bytes {
+        match self {
+            Self::Frame(frame) | Self::Message { frame, .. } => frame,
+            Self::Joined(joined) => joined_frame(&joined.room, &joined.history, &joined.members).into(),
+        }
+    }
+}
+
+/// The sending half of one socket: a bounded queue of frames that the
+/// socket's writer drains in batches, and the token that closes the socket
+/// as too slow when the queue overflows. Cheap to clone. A plain deque
+/// behind a mutex rather than a channel: nothing is allocated while the
+/// socket is idle, and the writer takes everything queued in one go.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     conn: Arc<str>,
-    frames: mpsc::Sender<Outgoing>,
+    queue: Arc<Queue>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    frames: Mutex<VecDeque<Outgoing>>,
+    /// Frames the queue holds at most.
+    capacity: usize,
+    ready: Notify,
     too_slow: CancellationToken,
 }
 
 impl Outbox {
-    pub fn new(conn: Arc<str>, frames: mpsc::Sender<Outgoing>, too_slow: CancellationToken) -> Self {
-        Self { conn, frames, too_slow }
+    pub fn new(conn: Arc<str>, capacity: usize, too_slow: CancellationToken) -> Self {
+        Self {
+            conn,
+            queue: Arc::new(Queue {
+                frames: Mutex::new(VecDeque::new()),
+                capacity,
+                ready: Notify::new(),
+                too_slow,
+            }),
+        }
     }
 
     /// The connection id.
@@ -45,18 +87,43 @@ impl Outbox {
     /// slow, so it gets closed (4009) instead of slowing the room down.
     /// Returns whether the frame was queued.
     pub fn push(&self, frame: Utf8Bytes) -> bool {
-        self.push_outgoing(Outgoing { frame, bus_ts: None })
+        self.push_outgoing(Outgoing::Frame(frame))
     }
 
     fn push_outgoing(&self, outgoing: Outgoing) -> bool {
-        match self.frames.try_send(outgoing) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.too_slow.cancel();
-                false
+        let queue = &self.queue;
+        {
+            let mut frames = queue.frames.lock().expect("outbox lock");
+            if frames.len() >= queue.capacity {
+                drop(frames);
+                queue.too_slow.cancel();
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            frames.push_back(outgoing);
         }
+        queue.ready.notify_one();
+        true
+    }
+
+    /// Waits until frames are queued, then moves them all into `batch`
+    /// (which must be empty; its allocation is reused).
+    pub async fn take(&self, batch: &mut VecDeque<Outgoing>) {
+        loop {
+            {
+                let mut frames = self.queue.frames.lock().expect("outbox lock");
+                if !frames.is_empty() {
+                    std::mem::swap(&mut *frames, batch);
+                    return;
+                }
+            }
+            self.queue.ready.notified().await;
+        }
+    }
+
+    /// Moves whatever is queued into `batch`, without waiting.
+    pub fn take_now(&self, batch: &mut VecDeque<Outgoing>) {
+        let mut frames = self.queue.frames.lock().expect("outbox lock");
+        batch.extend(frames.drain(..));
     }
 }
 
@@ -94,16 +161,16 @@ impl Rooms {
     }
 
     /// Adds the socket to the room (again, if it is in already) and queues
-    /// its `joined` frame with the history after `since`.
-    pub fn join(&self, room: &str, outbox: &Outbox, since: Option<&str>, members: &[Member], now_ms: i64) {
+    /// its `joined` frame with the history after `since`. Under the lock the
+    /// history is only gathered (shared frames); the writer serializes it.
+    pub fn join(&self, room: &str, outbox: &Outbox, since: Option<&str>, members: Vec<Member>, now_ms: i64) {
         let mut state = self.state.lock().expect("rooms lock");
         let history = state.history.since(room, since, now_ms);
-        let frame = ServerFrame::Joined {
-            room,
-            history: history.iter().map(|m| MessageFrame(m)).collect(),
+        outbox.push_outgoing(Outgoing::Joined(Box::new(Joined {
+            room: room.to_owned(),
+            history,
             members,
-        };
-        outbox.push(frame.to_json().into());
+        })));
         state
             .members
             .entry(room.to_owned())
@@ -130,19 +197,19 @@ impl Rooms {
                 ..Delivered::default()
             };
         }
-        let outgoing = Outgoing {
-            frame: ServerFrame::Message(&message).to_json().into(),
-            bus_ts: Some(bus_ts),
-        };
-        let room = message.room.clone();
+        let frame: Utf8Bytes = ServerFrame::Message(&message).to_json().into();
         let mut state = self.state.lock().expect("rooms lock");
-        let removed = state.history.insert(Arc::new(message), now_ms);
+        let removed = state.history.insert(&message, frame.clone(), now_ms);
         let mut delivered = Delivered {
             removed,
             ..Delivered::default()
         };
-        for outbox in state.members.get(&room).into_iter().flat_map(|s| s.values()) {
-            if outbox.push_outgoing(outgoing.clone()) {
+        for outbox in state.members.get(&message.room).into_iter().flat_map(|s| s.values()) {
+            let outgoing = Outgoing::Message {
+                frame: frame.clone(),
+                bus_ts,
+            };
+            if outbox.push_outgoing(outgoing) {
                 delivered.sockets += 1;
             } else {
                 delivered.too_slow += 1;
@@ -179,10 +246,9 @@ impl Rooms {
 mod tests {
     use super::*;
 
-    fn outbox(conn: &str, capacity: usize) -> (Outbox, mpsc::Receiver<Outgoing>, CancellationToken) {
-        let (tx, rx) = mpsc::channel(capacity);
+    fn outbox(conn: &str, capacity: usize) -> (Outbox, CancellationToken) {
         let token = CancellationToken::new();
-        (Outbox::new(conn.into(), tx, token.clone()), rx, token)
+        (Outbox::new(conn.into(), capacity, token.clone()), token)
     }
 
     fn message(room: &str, id: &str) -> ChatMessage {
@@ -199,37 +265,39 @@ mod tests {
         }
     }
 
-    fn frame_type(out: &Outgoing) -> (String, String) {
-        let v: serde_json::Value = serde_json::from_str(out.frame.as_str()).unwrap();
-        (
-            v["type"].as_str().unwrap().into(),
-            v["id"].as_str().unwrap_or("").into(),
-        )
+    /// Takes every queued frame, as JSON.
+    fn drain(outbox: &Outbox) -> Vec<serde_json::Value> {
+        let mut batch = VecDeque::new();
+        outbox.take_now(&mut batch);
+        batch
+            .into_iter()
+            .map(|out| serde_json::from_str(out.into_text().as_str()).unwrap())
+            .collect()
     }
 
     #[test]
     fn joined_carries_history_and_precedes_new_messages() {
         let rooms = Rooms::new(usize::MAX);
         rooms.deliver(message("r", "1"), 0, 0);
-        let (a, mut rx, _) = outbox("a", 8);
-        rooms.join("r", &a, None, &[], 0);
+        let (a, _) = outbox("a", 8);
+        rooms.join("r", &a, None, vec![], 0);
         rooms.deliver(message("r", "2"), 0, 0);
         rooms.deliver(message("other", "3"), 0, 0);
-        let first = rx.try_recv().unwrap();
-        let v: serde_json::Value = serde_json::from_str(first.frame.as_str()).unwrap();
-        assert_eq!(v["type"], "joined");
-        assert_eq!(v["history"][0]["id"], "1");
-        assert_eq!(frame_type(&rx.try_recv().unwrap()), ("message".into(), "2".into()));
-        assert!(rx.try_recv().is_err(), "no frame of another room");
+        let frames = drain(&a);
+        assert_eq!(frames.len(), 2, "no frame of another room: {frames:?}");
+        assert_eq!(frames[0]["type"], "joined");
+        assert_eq!(frames[0]["history"][0]["id"], "1");
+        assert_eq!(frames[0]["history"][0]["type"], "message");
+        assert_eq!((&frames[1]["type"], &frames[1]["id"]), (&"message".into(), &"2".into()));
     }
 
     #[test]
     fn a_full_queue_marks_only_that_socket_too_slow() {
         let rooms = Rooms::new(usize::MAX);
-        let (slow, _slow_rx, slow_token) = outbox("slow", 2);
-        let (fast, mut fast_rx, fast_token) = outbox("fast", 64);
-        rooms.join("r", &slow, None, &[], 0);
-        rooms.join("r", &fast, None, &[], 0);
+        let (slow, slow_token) = outbox("slow", 2);
+        let (fast, fast_token) = outbox("fast", 64);
+        rooms.join("r", &slow, None, vec![], 0);
+        rooms.join("r", &fast, None, vec![], 0);
         let mut last = Delivered::default();
         for i in 0..5 {
             last = rooms.deliver(message("r", &i.to_string()), 0, 0);
@@ -237,25 +305,46 @@ mod tests {
         assert!(slow_token.is_cancelled());
         assert!(!fast_token.is_cancelled());
         assert_eq!(last.too_slow, 1);
-        assert_eq!(std::iter::from_fn(|| fast_rx.try_recv().ok()).count(), 6);
+        assert_eq!(drain(&fast).len(), 6);
     }
 
     #[test]
     fn presence_skips_its_origin_and_expired_messages_are_dropped() {
         let rooms = Rooms::new(usize::MAX);
-        let (a, mut a_rx, _) = outbox("a", 8);
-        let (b, mut b_rx, _) = outbox("b", 8);
-        rooms.join("r", &a, None, &[], 0);
-        rooms.join("r", &b, None, &[], 0);
-        a_rx.try_recv().unwrap();
-        b_rx.try_recv().unwrap();
+        let (a, _) = outbox("a", 8);
+        let (b, _) = outbox("b", 8);
+        rooms.join("r", &a, None, vec![], 0);
+        rooms.join("r", &b, None, vec![], 0);
+        drain(&a);
+        drain(&b);
         rooms.presence("r", &[], &[], Some("a"));
-        assert!(a_rx.try_recv().is_err());
-        assert_eq!(frame_type(&b_rx.try_recv().unwrap()).0, "presence");
+        assert!(drain(&a).is_empty());
+        assert_eq!(drain(&b)[0]["type"], "presence");
         assert_eq!(rooms.deliver(message("r", "late"), 0, 5_000).removed.expired, 1);
-        assert!(b_rx.try_recv().is_err());
+        assert!(drain(&b).is_empty());
         rooms.leave("r", "a");
         rooms.leave("r", "b");
         assert_eq!(rooms.stats().0, 0);
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_everything_queued_at_once() {
+        let (a, _) = outbox("a", 8);
+        let waiting = tokio::spawn({
+            let a = a.clone();
+            async move {
+                let mut batch = VecDeque::new();
+                a.take(&mut batch).await;
+                batch.len()
+            }
+        });
+        tokio::task::yield_now().await;
+        a.push("1".into());
+        let first = waiting.await.unwrap();
+        a.push("2".into());
+        a.push("3".into());
+        let mut batch = VecDeque::new();
+        a.take(&mut batch).await;
+        assert_eq!((first, batch.len()), (1, 2));
     }
 }

@@ -2,14 +2,14 @@
 //! writer task that drains the connection's bounded outbox. Whichever side
 //! ends first ends the session; then the connection leaves its rooms.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -30,6 +30,8 @@ pub const MAX_BAD_FRAMES: u32 = 10;
 pub const MAX_RATE_LIMITED: u32 = 50;
 /// Time the writer gets to flush and send the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames the writer hands to the socket before flushing at most.
+const WRITE_BATCH: usize = 64;
 
 /// Serves one upgraded WebSocket until either side ends it.
 pub async fn serve(state: AppState, socket: WebSocket) {
@@ -37,13 +39,13 @@ pub async fn serve(state: AppState, socket: WebSocket) {
     let span = tracing::info_span!("session", conn = %conn, user = tracing::field::Empty);
     async move {
         let (sink, stream) = socket.split();
-        let (frames_tx, frames_rx) = mpsc::channel(state.config.send_queue);
         let too_slow = CancellationToken::new();
+        let outbox = Outbox::new(conn, state.config.send_queue, too_slow.clone());
         let (close_tx, close_rx) = oneshot::channel();
-        let mut writer = tokio::spawn(write(sink, frames_rx, close_rx, state.clone()));
+        let mut writer = tokio::spawn(write(sink, outbox.clone(), close_rx, state.clone()));
         state.metrics.connections.inc();
         let mut session = Session {
-            outbox: Outbox::new(conn, frames_tx, too_slow.clone()),
+            outbox,
             bucket: TokenBucket::new(
                 state.config.limits.messages_per_second,
                 state.config.limits.burst,
@@ -78,51 +80,73 @@ pub async fn serve(state: AppState, socket: WebSocket) {
 }
 
 /// Sends queued frames, then the close frame when the session asks for it.
+/// Whatever is queued when the writer wakes goes out as one batch with one
+/// flush: under fan-out, one write system call carries many frames.
 async fn write(
     mut sink: SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Outgoing>,
+    outbox: Outbox,
     mut close: oneshot::Receiver<CloseFrame>,
     state: AppState,
 ) {
+    let mut batch = VecDeque::new();
     loop {
         tokio::select! {
             biased;
             reason = &mut close => {
                 if let Ok(frame) = reason {
-                    finish(sink, frames, frame).await;
+                    finish(sink, &outbox, frame).await;
                 }
                 return;
             }
-            frame = frames.recv() => match frame {
-                Some(Outgoing { frame, bus_ts }) => {
-                    if sink.send(Message::Text(frame)).await.is_err() {
-                        return;
-                    }
-                    if let Some(bus_ts) = bus_ts {
-                        state.metrics.messages_delivered.inc();
-                        state.metrics.fanout_latency.observe((now_ms() - bus_ts).max(0) as f64 / 1000.0);
-                    }
-                }
-                None => {
-                    if let Ok(frame) = close.await {
-                        finish(sink, frames, frame).await;
-                    }
-                    return;
-                }
-            }
+            () = outbox.take(&mut batch) => {}
+        }
+        if write_batch(&mut sink, &mut batch, &state).await.is_err() {
+            return;
         }
     }
+}
+
+/// Writes `batch` (emptying it), flushing every [`WRITE_BATCH`] frames and
+/// at the end, and counts the delivered messages.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    batch: &mut VecDeque<Outgoing>,
+    state: &AppState,
+) -> Result<(), axum::Error> {
+    let now = now_ms();
+    let mut unflushed = 0;
+    let mut delivered = 0;
+    while let Some(outgoing) = batch.pop_front() {
+        if let Outgoing::Message { bus_ts, .. } = &outgoing {
+            delivered += 1;
+            state
+                .metrics
+                .fanout_latency
+                .observe((now - bus_ts).max(0) as f64 / 1000.0);
+        }
+        sink.feed(Message::Text(outgoing.into_text())).await?;
+        unflushed += 1;
+        if unflushed == WRITE_BATCH {
+            sink.flush().await?;
+            unflushed = 0;
+        }
+    }
+    sink.flush().await?;
+    state.metrics.messages_delivered.inc_by(delivered);
+    Ok(())
 }
 
 /// Sends what is still queued (so an error explaining the close arrives
 /// first), unless the socket is being closed for not reading, then the
 /// close frame; all within [`CLOSE_TIMEOUT`].
-async fn finish(mut sink: SplitSink<WebSocket, Message>, mut frames: mpsc::Receiver<Outgoing>, close: CloseFrame) {
+async fn finish(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, close: CloseFrame) {
     let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
     let sending = async {
         if close.code != close::TOO_SLOW {
-            while let Ok(Outgoing { frame, .. }) = frames.try_recv() {
-                sink.send(Message::Text(frame)).await?;
+            let mut batch = VecDeque::new();
+            outbox.take_now(&mut batch);
+            for outgoing in batch {
+                sink.feed(Message::Text(outgoing.into_text())).await?;
             }
         }
         sink.send(Message::Close(Some(close))).await
@@ -191,7 +215,10 @@ impl Session {
                     match ClientFrame::parse(text.as_str()) {
                         Ok(frame) => {
                             self.bad_in_a_row = 0;
-                            match self.handle(frame).await {
+                            // Boxed: the handling of a frame (a join waits on
+                            // presence) is then not part of what every idle
+                            // socket keeps allocated.
+                            match Box::pin(self.handle(frame)).await {
                                 Ok(Some(delivery)) => pending.push(delivery),
                                 Ok(None) => {}
                                 Err(reason) => return Some(reason),
@@ -322,7 +349,7 @@ impl Session {
         };
         self.state
             .rooms
-            .join(&room, &self.outbox, since.as_deref(), &members, now_ms());
+            .join(&room, &self.outbox, since.as_deref(), members, now_ms());
         self.rooms.insert(room);
     }
 
