@@ -788,7 +788,7 @@ describe('reconnecting', () => {
     expect(client.getState().retryAt! - clock.now()).toBe(499);
   });
 
-  it.each([1001, 4009, 1006, 1011, 1000])('reconnects after close code %i', (code) => {
+  it.each([1001, 4009, 4010, 1006, 1011, 1000])('reconnects after close code %i', (code) => {
     const client = makeClient();
     const sock = online(client);
     sock.serverClose(code);

@@ -4,8 +4,8 @@
  * - Connection state machine: offline → connecting → online, and on a drop
  *   reconnecting (exponential backoff, full jitter) → connecting → online.
  *   Close codes 4001 (unauthorized), 4000 and 1009 (protocol errors) stop
- *   retrying; 4008 backs off hard; anything else (1001, 4009, network loss)
- *   reconnects.
+ *   retrying; 4008 backs off hard; anything else (1001, 4009, 4010, network
+ *   loss) reconnects.
  * - The rooms the user is in survive reconnects: after every `welcome` the
  *   client re-joins each one with `since` = the last message id seen there,
  *   and drops messages whose id it already has.
