@@ -31,7 +31,8 @@ export function Composer(props: Props) {
   const [failed, setFailed] = useState(false);
   const textarea = useRef<HTMLTextAreaElement>(null);
   const lifetimeId = useId();
-  const bytes = wireLength(value, encrypted);
+  // An empty box weighs nothing, though even an empty ciphertext would not.
+  const bytes = value === '' ? 0 : wireLength(value, encrypted);
   const over = bytes > maxBytes;
   const blank = isBlank(value);
   const disabled = blockedReason !== null;
