@@ -75,6 +75,18 @@ settings! {
     presence_timeout = "WHISPER_PRESENCE_TIMEOUT",
     /// Time allowed to drain on SIGTERM [default: 10s]
     shutdown_grace = "WHISPER_SHUTDOWN_GRACE",
+    /// Client frames of any kind per second per connection [default: 20]
+    frame_rate = "WHISPER_FRAME_RATE",
+    /// Burst of client frames per connection above the frame rate [default: 40]
+    frame_burst = "WHISPER_FRAME_BURST",
+    /// Close with 4010 a socket silent this long; pings every third of it [default: 60s]
+    idle_timeout = "WHISPER_IDLE_TIMEOUT",
+    /// Shortest lifetime (`ttl_ms`) a message may ask for [default: 1s]
+    min_ttl = "WHISPER_MIN_TTL",
+    /// `true`: refuse `send` without `enc` (only end-to-end encrypted text) [default: false]
+    require_encryption = "WHISPER_REQUIRE_ENCRYPTION",
+    /// File of deny rules, one regular expression a line; matching plain text is refused (`blocked`)
+    content_filter = "WHISPER_CONTENT_FILTER",
 }
 
 /// A setting that cannot be used, and why.
@@ -121,6 +133,10 @@ pub struct Config {
     pub history_max_bytes: usize,
     pub presence_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub idle_timeout: Duration,
+    pub require_encryption: bool,
+    /// The deny rules' file, read and checked at start.
+    pub content_filter: Option<PathBuf>,
 }
 
 impl Config {
@@ -194,12 +210,37 @@ impl Config {
             Some(secret) if secret.is_empty() => return Err(bad("WHISPER_JWT_SECRET", "is empty")),
             secret => secret,
         };
+        let min_ttl = duration("WHISPER_MIN_TTL", s.min_ttl, "1s")?;
+        if min_ttl < Duration::from_millis(100) || min_ttl > ttl {
+            return Err(bad("WHISPER_MIN_TTL", "must be between 100ms and WHISPER_MESSAGE_TTL"));
+        }
         let limits = Limits {
             max_text_bytes: number("WHISPER_MAX_TEXT_BYTES", s.max_text_bytes, 2000, 1..=1_000_000)?,
             messages_per_second: number("WHISPER_RATE", s.rate, 5, 1..=10_000)?,
             burst: number("WHISPER_BURST", s.burst, 10, 1..=100_000)?,
             max_rooms: number("WHISPER_MAX_ROOMS", s.max_rooms, 32, 1..=10_000)?,
+            frames_per_second: number("WHISPER_FRAME_RATE", s.frame_rate, 20, 1..=100_000)?,
+            frame_burst: number("WHISPER_FRAME_BURST", s.frame_burst, 40, 1..=1_000_000)?,
+            min_ttl_ms: min_ttl.as_millis() as u64,
         };
+        let idle_timeout = duration("WHISPER_IDLE_TIMEOUT", s.idle_timeout, "60s")?;
+        if idle_timeout < Duration::from_secs(3) || idle_timeout > Duration::from_secs(3600) {
+            return Err(bad("WHISPER_IDLE_TIMEOUT", "must be between 3s and 1h"));
+        }
+        let require_encryption = match s.require_encryption.as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(bad(
+                    "WHISPER_REQUIRE_ENCRYPTION",
+                    format!("`{other}` must be true or false"),
+                ));
+            }
+        };
+        let content_filter = s.content_filter.map(PathBuf::from);
+        if let Some(path) = &content_filter {
+            crate::filter::Rules::read(path).map_err(|e| bad("WHISPER_CONTENT_FILTER", e))?;
+        }
         let allowed_origins = s.allowed_origins.map(|list| {
             list.split(',')
                 .map(|o| o.trim().trim_end_matches('/').to_owned())
@@ -229,6 +270,9 @@ impl Config {
             history_max_bytes: bytes("WHISPER_HISTORY_MAX_BYTES", s.history_max_bytes, 64 << 20)?,
             presence_timeout: duration("WHISPER_PRESENCE_TIMEOUT", s.presence_timeout, "30s")?,
             shutdown_grace: duration("WHISPER_SHUTDOWN_GRACE", s.shutdown_grace, "10s")?,
+            idle_timeout,
+            require_encryption,
+            content_filter,
         })
     }
 }
@@ -339,6 +383,13 @@ mod tests {
         );
         assert_eq!(c.max_frame_bytes, 16384);
         assert!(c.gateway_id.len() > 7);
+        assert_eq!(
+            (c.limits.frames_per_second, c.limits.frame_burst, c.limits.min_ttl_ms),
+            (20, 40, 1000)
+        );
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert!(!c.require_encryption);
+        assert_eq!(c.content_filter, None);
     }
 
     #[test]
@@ -357,6 +408,13 @@ mod tests {
             ("--gateway-id", "a/b", "WHISPER_GATEWAY_ID"),
             ("--history-max-bytes", "lots", "WHISPER_HISTORY_MAX_BYTES"),
             ("--max-frame-bytes", "1024", "WHISPER_MAX_FRAME_BYTES"),
+            ("--frame-rate", "0", "WHISPER_FRAME_RATE"),
+            ("--frame-burst", "lots", "WHISPER_FRAME_BURST"),
+            ("--idle-timeout", "1s", "WHISPER_IDLE_TIMEOUT"),
+            ("--min-ttl", "10ms", "WHISPER_MIN_TTL"),
+            ("--min-ttl", "6m", "WHISPER_MIN_TTL"),
+            ("--require-encryption", "yes", "WHISPER_REQUIRE_ENCRYPTION"),
+            ("--content-filter", "/nonexistent/rules.txt", "WHISPER_CONTENT_FILTER"),
         ] {
             let err = parse(&[flag, value]).unwrap_err();
             assert_eq!(err.setting, setting, "{flag} {value}: {err}");

@@ -5,7 +5,7 @@
 //! again and shares the bytes with the sockets. A plain data structure; the
 //! caller holds the lock and the clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -170,6 +170,52 @@ impl History {
     }
 }
 
+/// Ids of the idempotent messages (sent with a `cid`) read within the
+/// dedupe window, so that a retry read from the bus again is dropped. Every
+/// gateway reads a room's records in one order, so all drop the same copy.
+#[derive(Debug, Default)]
+pub struct Recent {
+    ids: HashSet<Arc<str>>,
+    /// When each id may be forgotten, in the order read (nearly sorted: the
+    /// times come from the senders' gateways' clocks).
+    order: VecDeque<(i64, Arc<str>)>,
+    bytes: usize,
+}
+
+impl Recent {
+    /// Records `id` until `forget_at`; false when it is there already.
+    pub fn first(&mut self, id: &str, forget_at: i64) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        let id: Arc<str> = id.into();
+        self.bytes += RECENT_OVERHEAD + id.len();
+        self.ids.insert(id.clone());
+        self.order.push_back((forget_at, id));
+        true
+    }
+
+    /// Forgets the ids whose time has come; costs what it forgets.
+    pub fn forget(&mut self, now_ms: i64) {
+        while let Some((forget_at, _)) = self.order.front() {
+            if *forget_at > now_ms {
+                break;
+            }
+            let (_, id) = self.order.pop_front().expect("front exists");
+            self.bytes -= RECENT_OVERHEAD + id.len();
+            self.ids.remove(&id);
+        }
+    }
+
+    /// Approximate bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Bytes of bookkeeping per remembered id, beyond the id.
+const RECENT_OVERHEAD: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +232,7 @@ mod tests {
             text: "x".repeat(40),
             ts: expires_at - 1000,
             expires_at,
+            enc: None,
         }
     }
 
@@ -268,5 +315,18 @@ mod tests {
         assert_eq!(h.len(), 3);
         assert_eq!(ids(&h.since("a", None, 0)), ["3"]);
         assert_eq!(ids(&h.since("b", None, 0)), ["5"]);
+    }
+
+    #[test]
+    fn recent_ids_are_remembered_until_their_time() {
+        let mut r = Recent::default();
+        assert!(r.first("c-1", 1_000));
+        assert!(!r.first("c-1", 2_000), "a retry is a duplicate");
+        assert!(r.first("c-2", 1_500));
+        r.forget(1_000);
+        assert!(r.first("c-1", 3_000), "forgotten at its time");
+        assert!(!r.first("c-2", 3_000));
+        r.forget(10_000);
+        assert_eq!(r.bytes(), 0);
     }
 }

@@ -12,7 +12,7 @@
 //! - [`history`]: the expiring per-room message store.
 //! - [`bus`]: where messages travel: in memory or Kafka.
 //! - [`presence`]: who is in which room across gateways.
-//! - [`auth`], [`ratelimit`]: per-connection checks.
+//! - [`auth`], [`ratelimit`]: per-connection checks; [`filter`]: the content filter.
 //! - [`metrics`]: Prometheus metrics (logs, traces and the topic policy: the `whisper-common` crate).
 //! - [`web`], [`clock`]: the bundled UI, time.
 
@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;
+pub mod filter;
 pub mod history;
 pub mod metrics;
 pub mod presence;

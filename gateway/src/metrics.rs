@@ -31,6 +31,8 @@ pub struct Metrics {
     pub history_expired: Counter,
     pub rate_limited: Counter,
     pub slow_consumers: Counter,
+    pub messages_blocked: Counter,
+    pub duplicates_dropped: Counter,
     bus_errors: Family<KindLabel, Counter>,
 }
 
@@ -53,6 +55,8 @@ impl Default for Metrics {
             history_expired: Counter::default(),
             rate_limited: Counter::default(),
             slow_consumers: Counter::default(),
+            messages_blocked: Counter::default(),
+            duplicates_dropped: Counter::default(),
             bus_errors: Family::default(),
         };
         let r = &mut m.registry;
@@ -111,6 +115,16 @@ impl Default for Metrics {
             "Connections closed because they did not read fast enough (4009)",
             m.slow_consumers.clone(),
         );
+        r.register(
+            "messages_blocked",
+            "Messages refused by the content filter",
+            m.messages_blocked.clone(),
+        );
+        r.register(
+            "duplicates_dropped",
+            "Retried sends (same cid) read from the bus again and dropped",
+            m.duplicates_dropped.clone(),
+        );
         r.register("bus_errors", "Message bus errors by kind", m.bus_errors.clone());
         // Every kind starts at zero, so dashboards and alerts see a series
         // before the first error.
@@ -162,6 +176,8 @@ mod tests {
             "whisper_history_expired_total ",
             "whisper_rate_limited_total ",
             "whisper_slow_consumers_total ",
+            "whisper_messages_blocked_total ",
+            "whisper_duplicates_dropped_total ",
             "whisper_bus_errors_total{kind=\"unavailable\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

@@ -26,6 +26,8 @@ pub mod close {
     pub const POLICY: u16 = 4008;
     /// The client did not read and its outbound queue overflowed.
     pub const TOO_SLOW: u16 = 4009;
+    /// Nothing heard from the client (no frame, no pong) for the idle timeout.
+    pub const IDLE: u16 = 4010;
 }
 
 /// A user as the protocol shows it: in `welcome`, messages and member lists.
@@ -47,6 +49,41 @@ pub struct ChatMessage {
     pub ts: i64,
     /// Unix milliseconds after which nobody may see the message.
     pub expires_at: i64,
+    /// The end-to-end encryption scheme of `text`, when it is ciphertext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc: Option<String>,
+}
+
+impl ChatMessage {
+    /// Whether the message's id was derived from a client's `cid`, so that
+    /// a retry of it carries the same id and is dropped where consumed.
+    pub fn is_idempotent(&self) -> bool {
+        self.id.starts_with(IDEMPOTENT_ID_PREFIX)
+    }
+}
+
+/// Marks message ids derived from a `cid` ([`idempotent_id`]); the others
+/// are UUIDv7 in hex, which never start with it.
+const IDEMPOTENT_ID_PREFIX: &str = "c-";
+
+/// The message id of a `send` with a `cid`: the same for every retry of it,
+/// from any connection or user (with auth off a reconnect is a new user) and
+/// on any gateway, and distinct for another room or cid. SHA-256 of both, so
+/// an id seen by the room's members does not reveal its cid; the cid itself
+/// (128 random bits from the sender) is never sent to anyone else.
+pub fn idempotent_id(room: &str, cid: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(room)
+        .chain_update([0])
+        .chain_update(cid)
+        .finalize();
+    let mut id = String::with_capacity(IDEMPOTENT_ID_PREFIX.len() + 32);
+    id.push_str(IDEMPOTENT_ID_PREFIX);
+    for byte in &digest[..16] {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
 }
 
 /// The limits announced in `welcome`.
@@ -56,6 +93,11 @@ pub struct Limits {
     pub messages_per_second: u32,
     pub burst: u32,
     pub max_rooms: usize,
+    /// Client frames of any kind per second (v1.1).
+    pub frames_per_second: u32,
+    pub frame_burst: u32,
+    /// Shortest `ttl_ms` a `send` may ask for (v1.1).
+    pub min_ttl_ms: u64,
 }
 
 /// Every error code of the protocol.
@@ -72,6 +114,9 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Unauthorized,
+    InvalidTtl,
+    EncryptionRequired,
+    Blocked,
 }
 
 /// A frame the client sends, after validation of its shape (not of its
@@ -93,6 +138,12 @@ pub enum ClientFrame {
         room: String,
         text: String,
         reference: Option<String>,
+        /// Idempotency key (v1.1), checked: 16-64 of A-Z a-z 0-9 _ -.
+        cid: Option<String>,
+        /// Requested lifetime in ms (v1.1), not yet checked against the limits.
+        ttl_ms: Option<u64>,
+        /// Encryption scheme of `text` (v1.1), checked: 1-32 of a-z 0-9 -.
+        enc: Option<String>,
     },
     Ping {
         reference: Option<String>,
@@ -163,6 +214,13 @@ impl ClientFrame {
             "send" => Ok(Self::Send {
                 room: required("room")?,
                 text: required("text")?,
+                cid: word(string("cid")?, "cid", 16..=64, "A-Z a-z 0-9 _ -").map_err(bad)?,
+                enc: word(string("enc")?, "enc", 1..=32, "a-z 0-9 -").map_err(bad)?,
+                ttl_ms: match object.get("ttl_ms") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+                    Some(_) => return Err(bad("`ttl_ms` must be a whole number of milliseconds".into())),
+                },
                 reference,
             }),
             "ping" => Ok(Self::Ping { reference }),
@@ -181,6 +239,8 @@ pub enum ServerFrame<'a> {
         gateway: &'a str,
         ttl_ms: u64,
         limits: Limits,
+        idle_timeout_ms: u64,
+        encryption_required: bool,
     },
     Left {
         room: &'a str,
@@ -242,6 +302,32 @@ impl ServerFrame<'_> {
     }
 }
 
+/// Checks an optional identifier-like field: `length` bytes, each in
+/// `alphabet` (a description the check itself reads: ranges like `a-z` and
+/// single characters, separated by spaces).
+fn word(
+    value: Option<String>,
+    field: &str,
+    length: std::ops::RangeInclusive<usize>,
+    alphabet: &str,
+) -> Result<Option<String>, String> {
+    let allowed = |b: u8| {
+        alphabet.split(' ').any(|part| match part.as_bytes() {
+            [lo, b'-', hi] => (*lo..=*hi).contains(&b),
+            [one] => *one == b,
+            _ => false,
+        })
+    };
+    match value {
+        Some(v) if !(length.contains(&v.len()) && v.bytes().all(allowed)) => Err(format!(
+            "`{field}` must be {}-{} of {alphabet}",
+            length.start(),
+            length.end()
+        )),
+        v => Ok(v),
+    }
+}
+
 /// Checks a room id against `^[a-z0-9][a-z0-9_-]{0,63}$`.
 pub fn valid_room(room: &str) -> bool {
     let bytes = room.as_bytes();
@@ -275,6 +361,29 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn idempotent_ids_depend_on_room_and_cid_only() {
+        let id = idempotent_id("lobby", "0123456789abcdef");
+        assert_eq!(id, idempotent_id("lobby", "0123456789abcdef"));
+        assert_ne!(id, idempotent_id("lobby2", "0123456789abcdef"));
+        assert_ne!(id, idempotent_id("lobby", "0123456789abcdeF"));
+        assert_eq!(id.len(), 34);
+        let msg = |id: &str| ChatMessage {
+            room: "r".into(),
+            id: id.into(),
+            user: Member {
+                id: "u".into(),
+                name: "n".into(),
+            },
+            text: "t".into(),
+            ts: 0,
+            expires_at: 1,
+            enc: None,
+        };
+        assert!(msg(&id).is_idempotent());
+        assert!(!msg(&uuid::Uuid::now_v7().simple().to_string()).is_idempotent());
+    }
+
+    #[test]
     fn parses_every_client_frame() {
         assert_eq!(
             ClientFrame::parse(r#"{"type":"hello","name":"alice"}"#),
@@ -299,9 +408,36 @@ mod tests {
             Ok(ClientFrame::Send {
                 room: "lobby".into(),
                 text: "hi".into(),
-                reference: Some("c-1".into())
+                reference: Some("c-1".into()),
+                cid: None,
+                ttl_ms: None,
+                enc: None,
             })
         );
+        assert_eq!(
+            ClientFrame::parse(
+                r#"{"type":"send","room":"r","text":"x","cid":"0123456789abcdef_-AZ","ttl_ms":30000,"enc":"aes-gcm-v1"}"#
+            ),
+            Ok(ClientFrame::Send {
+                room: "r".into(),
+                text: "x".into(),
+                reference: None,
+                cid: Some("0123456789abcdef_-AZ".into()),
+                ttl_ms: Some(30_000),
+                enc: Some("aes-gcm-v1".into()),
+            })
+        );
+        for bad in [
+            r#"{"type":"send","room":"r","text":"x","cid":"short"}"#,
+            r#"{"type":"send","room":"r","text":"x","cid":"0123456789abcdef!"}"#,
+            r#"{"type":"send","room":"r","text":"x","enc":""}"#,
+            r#"{"type":"send","room":"r","text":"x","enc":"AES"}"#,
+            r#"{"type":"send","room":"r","text":"x","ttl_ms":-1}"#,
+            r#"{"type":"send","room":"r","text":"x","ttl_ms":1.5}"#,
+            r#"{"type":"send","room":"r","text":"x","ttl_ms":"30000"}"#,
+        ] {
+            assert!(ClientFrame::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             ClientFrame::parse(r#"{"type":"ping"}"#),
             Ok(ClientFrame::Ping { reference: None })
@@ -360,6 +496,7 @@ mod tests {
             text: "hi".into(),
             ts: 1,
             expires_at: 2,
+            enc: None,
         };
         let v: Value = serde_json::from_str(&ServerFrame::Message(&msg).to_json()).unwrap();
         assert_eq!(

@@ -7,11 +7,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::history::{History, Removed};
+use crate::history::{History, Recent, Removed};
 use crate::protocol::{ChatMessage, Member, ServerFrame, joined_frame};
 
 /// A frame on its way to a socket.
@@ -25,6 +26,8 @@ pub enum Outgoing {
     /// A `joined` frame, serialized by the socket's writer rather than under
     /// the rooms lock: its history is the messages' frames, shared.
     Joined(Box<Joined>),
+    /// A WebSocket ping (liveness).
+    Ping,
 }
 
 /// The parts of a `joined` frame.
@@ -36,11 +39,12 @@ pub struct Joined {
 }
 
 impl Outgoing {
-    /// The frame's text, serializing a `joined` frame now.
-    pub fn into_text(self) -> Utf8Bytes {
+    /// The WebSocket message to write, serializing a `joined` frame now.
+    pub fn into_message(self) -> Message {
         match self {
-            Self::Frame(frame) | Self::Message { frame, .. } => frame,
-            Self::Joined(joined) => joined_frame(&joined.room, &joined.history, &joined.members).into(),
+            Self::Frame(frame) | Self::Message { frame, .. } => Message::Text(frame),
+            Self::Joined(joined) => Message::Text(joined_frame(&joined.room, &joined.history, &joined.members).into()),
+            Self::Ping => Message::Ping(Bytes::new()),
         }
     }
 }
@@ -90,6 +94,11 @@ impl Outbox {
         self.push_outgoing(Outgoing::Frame(frame))
     }
 
+    /// Queues a WebSocket ping.
+    pub fn push_ping(&self) -> bool {
+        self.push_outgoing(Outgoing::Ping)
+    }
+
     fn push_outgoing(&self, outgoing: Outgoing) -> bool {
         let queue = &self.queue;
         {
@@ -135,6 +144,8 @@ pub struct Delivered {
     /// Sockets found too slow.
     pub too_slow: usize,
     pub removed: Removed,
+    /// The message was a retry of one already read, and dropped.
+    pub duplicate: bool,
 }
 
 #[derive(Debug)]
@@ -142,21 +153,27 @@ struct State {
     /// Room → connection id → outbox.
     members: HashMap<String, HashMap<Arc<str>, Outbox>>,
     history: History,
+    recent: Recent,
 }
 
 /// This gateway's rooms.
 #[derive(Debug)]
 pub struct Rooms {
     state: Mutex<State>,
+    /// How long after a message's `ts` a retry of it is still a duplicate
+    /// (the gateway's TTL, the longest any message lives).
+    dedupe_ms: i64,
 }
 
 impl Rooms {
-    pub fn new(history_max_bytes: usize) -> Self {
+    pub fn new(history_max_bytes: usize, dedupe_ms: i64) -> Self {
         Self {
             state: Mutex::new(State {
                 members: HashMap::new(),
                 history: History::new(history_max_bytes),
+                recent: Recent::default(),
             }),
+            dedupe_ms,
         }
     }
 
@@ -189,7 +206,8 @@ impl Rooms {
         }
     }
 
-    /// Stores a message from the bus and queues it to the room's sockets.
+    /// Stores a message from the bus and queues it to the room's sockets,
+    /// unless it is a retry of one already read.
     pub fn deliver(&self, message: ChatMessage, bus_ts: i64, now_ms: i64) -> Delivered {
         if message.expires_at <= now_ms {
             return Delivered {
@@ -199,6 +217,12 @@ impl Rooms {
         }
         let frame: Utf8Bytes = ServerFrame::Message(&message).to_json().into();
         let mut state = self.state.lock().expect("rooms lock");
+        if message.is_idempotent() && !state.recent.first(&message.id, message.ts + self.dedupe_ms) {
+            return Delivered {
+                duplicate: true,
+                ..Delivered::default()
+            };
+        }
         let removed = state.history.insert(&message, frame.clone(), now_ms);
         let mut delivered = Delivered {
             removed,
@@ -230,15 +254,20 @@ impl Rooms {
         }
     }
 
-    /// Drops expired messages.
+    /// Drops expired messages, and forgets the ids of messages too old to
+    /// be retried.
     pub fn sweep(&self, now_ms: i64) -> Removed {
-        self.state.lock().expect("rooms lock").history.sweep(now_ms)
+        let mut state = self.state.lock().expect("rooms lock");
+        state.recent.forget(now_ms);
+        state.history.sweep(now_ms)
     }
 
-    /// Rooms with a socket here, messages held, bytes held.
+    /// Rooms with a socket here, messages held, bytes held (history and the
+    /// ids remembered to drop retries).
     pub fn stats(&self) -> (usize, usize, usize) {
         let state = self.state.lock().expect("rooms lock");
-        (state.members.len(), state.history.len(), state.history.bytes())
+        let bytes = state.history.bytes() + state.recent.bytes();
+        (state.members.len(), state.history.len(), bytes)
     }
 }
 
@@ -262,6 +291,7 @@ mod tests {
             text: "hi".into(),
             ts: 0,
             expires_at: 1_000,
+            enc: None,
         }
     }
 
@@ -271,13 +301,16 @@ mod tests {
         outbox.take_now(&mut batch);
         batch
             .into_iter()
-            .map(|out| serde_json::from_str(out.into_text().as_str()).unwrap())
+            .map(|out| match out.into_message() {
+                Message::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
+                other => panic!("not a text frame: {other:?}"),
+            })
             .collect()
     }
 
     #[test]
     fn joined_carries_history_and_precedes_new_messages() {
-        let rooms = Rooms::new(usize::MAX);
+        let rooms = Rooms::new(usize::MAX, 1_000);
         rooms.deliver(message("r", "1"), 0, 0);
         let (a, _) = outbox("a", 8);
         rooms.join("r", &a, None, vec![], 0);
@@ -293,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_marks_only_that_socket_too_slow() {
-        let rooms = Rooms::new(usize::MAX);
+        let rooms = Rooms::new(usize::MAX, 1_000);
         let (slow, slow_token) = outbox("slow", 2);
         let (fast, fast_token) = outbox("fast", 64);
         rooms.join("r", &slow, None, vec![], 0);
@@ -310,7 +343,7 @@ mod tests {
 
     #[test]
     fn presence_skips_its_origin_and_expired_messages_are_dropped() {
-        let rooms = Rooms::new(usize::MAX);
+        let rooms = Rooms::new(usize::MAX, 1_000);
         let (a, _) = outbox("a", 8);
         let (b, _) = outbox("b", 8);
         rooms.join("r", &a, None, vec![], 0);
@@ -346,5 +379,28 @@ mod tests {
         let mut batch = VecDeque::new();
         a.take(&mut batch).await;
         assert_eq!((first, batch.len()), (1, 2));
+    }
+
+    #[test]
+    fn a_retried_message_is_delivered_once() {
+        let rooms = Rooms::new(usize::MAX, 1_000);
+        let (a, _) = outbox("a", 8);
+        rooms.join("r", &a, None, vec![], 0);
+        let id = crate::protocol::idempotent_id("r", "0123456789abcdef");
+        let first = rooms.deliver(message("r", &id), 0, 0);
+        let again = rooms.deliver(message("r", &id), 0, 0);
+        assert!(!first.duplicate && again.duplicate);
+        let plain = rooms.deliver(message("r", "0199aa"), 0, 0);
+        assert!(!rooms.deliver(message("r", "0199aa"), 0, 0).duplicate && !plain.duplicate);
+        assert_eq!(
+            drain(&a).len(),
+            4,
+            "joined, the retried message once, the plain one twice"
+        );
+        rooms.sweep(1_001);
+        assert!(
+            !rooms.deliver(message("r", &id), 0, 0).duplicate,
+            "forgotten after the window"
+        );
     }
 }

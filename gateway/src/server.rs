@@ -23,6 +23,7 @@ use crate::bus::memory::MemoryBus;
 use crate::bus::{Bus, BusError};
 use crate::clock::now_ms;
 use crate::config::Config;
+use crate::filter::ContentFilter;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
     pub rooms: Rooms,
+    /// The content filter, when one is configured.
+    pub filter: Option<Arc<ContentFilter>>,
     pub metrics: Metrics,
     /// Cancelled when the gateway starts shutting down.
     pub shutdown: CancellationToken,
@@ -73,6 +76,8 @@ pub enum Error {
     Bus(#[from] BusError),
     #[error("presence store setup failed: {0}")]
     Presence(String),
+    #[error("content filter: {0}")]
+    Filter(String),
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -92,8 +97,13 @@ pub async fn connect(config: Config) -> Result<AppState, Error> {
         }
         None => Arc::new(MemoryPresence::default()),
     };
+    let filter = match &config.content_filter {
+        Some(path) => Some(Arc::new(ContentFilter::load(path).map_err(Error::Filter)?)),
+        None => None,
+    };
     Ok(Arc::new(Shared {
-        rooms: Rooms::new(config.history_max_bytes),
+        rooms: Rooms::new(config.history_max_bytes, config.ttl.as_millis() as i64),
+        filter,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
@@ -115,6 +125,9 @@ pub async fn run(
     tokio::spawn(dispatch_messages(state.clone(), background.clone()));
     tokio::spawn(dispatch_presence(state.clone(), background.clone()));
     tokio::spawn(sweep(state.clone(), background.clone()));
+    if let Some(filter) = &state.filter {
+        tokio::spawn(filter.clone().watch(background.clone()));
+    }
 
     let token = state.shutdown.clone();
     let app = router(state.clone());
@@ -240,6 +253,9 @@ async fn dispatch_messages(state: AppState, stop: CancellationToken) {
                 let delivered = state.rooms.deliver(received.message, received.bus_ts, now);
                 state.metrics.history_evicted.inc_by(delivered.removed.evicted as u64);
                 state.metrics.history_expired.inc_by(delivered.removed.expired as u64);
+                if delivered.duplicate {
+                    state.metrics.duplicates_dropped.inc();
+                }
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "bus error");

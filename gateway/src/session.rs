@@ -16,7 +16,9 @@ use tracing::Instrument;
 use crate::auth;
 use crate::bus::BusError;
 use crate::clock::now_ms;
-use crate::protocol::{ChatMessage, ClientFrame, ErrorCode, Member, ServerFrame, clean_name, close, valid_room};
+use crate::protocol::{
+    ChatMessage, ClientFrame, ErrorCode, Member, ServerFrame, clean_name, close, idempotent_id, valid_room,
+};
 use crate::ratelimit::TokenBucket;
 use crate::rooms::{Outbox, Outgoing};
 use crate::server::AppState;
@@ -25,8 +27,9 @@ use crate::server::AppState;
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bad frames in a row after which the connection is closed (4000).
 pub const MAX_BAD_FRAMES: u32 = 10;
-/// Sends refused by the rate limit in a row (none accepted in between) after
-/// which the client is abusing it and the connection is closed (4008).
+/// Frames refused with `rate_limited` in a row (over the frame budget, or
+/// sends over the message rate; none handled in between) after which the
+/// client is abusing the limits and the connection is closed (4008).
 pub const MAX_RATE_LIMITED: u32 = 50;
 /// Time the writer gets to flush and send the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +54,12 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                 state.config.limits.burst,
                 Instant::now(),
             ),
+            frames: TokenBucket::new(
+                state.config.limits.frames_per_second,
+                state.config.limits.frame_burst,
+                Instant::now(),
+            ),
+            heard: Instant::now(),
             state,
             user: None,
             rooms: HashSet::new(),
@@ -124,7 +133,7 @@ async fn write_batch(
                 .fanout_latency
                 .observe((now - bus_ts).max(0) as f64 / 1000.0);
         }
-        sink.feed(Message::Text(outgoing.into_text())).await?;
+        sink.feed(outgoing.into_message()).await?;
         unflushed += 1;
         if unflushed == WRITE_BATCH {
             sink.flush().await?;
@@ -146,7 +155,7 @@ async fn finish(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, close:
             let mut batch = VecDeque::new();
             outbox.take_now(&mut batch);
             for outgoing in batch {
-                sink.feed(Message::Text(outgoing.into_text())).await?;
+                sink.feed(outgoing.into_message()).await?;
             }
         }
         sink.send(Message::Close(Some(close))).await
@@ -158,13 +167,29 @@ async fn finish(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, close:
 /// id, and whether the bus took it.
 type Pending = (Option<String>, String, String, Result<(), BusError>);
 
+/// What a `send` asks for, before its checks.
+struct SendRequest {
+    room: String,
+    text: String,
+    cid: Option<String>,
+    ttl_ms: Option<u64>,
+    enc: Option<String>,
+}
+
 struct Session {
     state: AppState,
     outbox: Outbox,
     user: Option<Member>,
     rooms: HashSet<String>,
+    /// `messages_per_second` for `send`.
     bucket: TokenBucket,
+    /// The frame budget: every client frame.
+    frames: TokenBucket,
+    /// When the client was last heard from (any frame, pongs included).
+    heard: Instant,
     bad_in_a_row: u32,
+    /// Frames refused with `rate_limited` in a row: over the frame budget,
+    /// or sends over `messages_per_second`.
     rate_limited_in_a_row: u32,
 }
 
@@ -179,6 +204,9 @@ impl Session {
         let shutdown = self.state.shutdown.clone();
         let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
         tokio::pin!(hello_deadline);
+        let idle_timeout = self.state.config.idle_timeout;
+        let mut liveness = tokio::time::interval_at(tokio::time::Instant::now() + idle_timeout / 3, idle_timeout / 3);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = FuturesUnordered::new();
         loop {
             tokio::select! {
@@ -191,7 +219,14 @@ impl Session {
                     return Some((close::PROTOCOL, "no hello within 10 seconds"));
                 }
                 Some((reference, room, id, result)) = pending.next() => self.delivered(reference, room, id, result),
+                _ = liveness.tick() => {
+                    if self.heard.elapsed() >= idle_timeout {
+                        return Some((close::IDLE, "idle: nothing heard within the idle timeout"));
+                    }
+                    self.outbox.push_ping();
+                }
                 frame = stream.next() => {
+                    self.heard = Instant::now();
                     let size = match &frame {
                         Some(Ok(Message::Text(text))) => text.len(),
                         Some(Ok(Message::Binary(data))) => data.len(),
@@ -199,6 +234,13 @@ impl Session {
                     };
                     if size > self.state.config.max_frame_bytes {
                         return Some((close::TOO_BIG, "frame too large"));
+                    }
+                    let data_frame = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
+                    if data_frame && !self.frames.try_take(Instant::now()) {
+                        if self.over_budget(frame) {
+                            return Some((close::POLICY, "kept sending past the rate limits"));
+                        }
+                        continue;
                     }
                     let text = match frame {
                         Some(Ok(Message::Text(text))) => text,
@@ -235,6 +277,30 @@ impl Session {
         }
     }
 
+    /// Answers a frame over the frame budget, unhandled; returns whether the
+    /// connection must close.
+    fn over_budget(&mut self, frame: Option<Result<Message, axum::Error>>) -> bool {
+        self.rate_limited_in_a_row += 1;
+        self.state.metrics.rate_limited.inc();
+        let reference = match &frame {
+            Some(Ok(Message::Text(text))) => match ClientFrame::parse(text.as_str()) {
+                Ok(frame) => frame_ref(&frame).map(str::to_owned),
+                Err(bad) => bad.reference,
+            },
+            _ => None,
+        };
+        let limits = self.state.config.limits;
+        self.error(
+            ErrorCode::RateLimited,
+            &format!(
+                "more than {} frames per second (burst {}); this one was not handled",
+                limits.frames_per_second, limits.frame_burst
+            ),
+            reference.as_deref(),
+        );
+        self.rate_limited_in_a_row > MAX_RATE_LIMITED
+    }
+
     /// Answers a bad frame; returns whether the connection must close.
     fn bad_frame(&mut self, message: &str, reference: Option<&str>) -> bool {
         self.bad_in_a_row += 1;
@@ -269,6 +335,9 @@ impl Session {
                 }
             };
         };
+        if !matches!(frame, ClientFrame::Send { .. }) {
+            self.rate_limited_in_a_row = 0;
+        }
         match frame {
             ClientFrame::Hello { .. } => self.error(ErrorCode::BadRequest, "hello was already said", None),
             ClientFrame::Ping { reference } => self.push(ServerFrame::Pong {
@@ -282,10 +351,27 @@ impl Session {
                 let span = tracing::info_span!("leave", room);
                 self.leave(&user, room).instrument(span).await;
             }
-            ClientFrame::Send { room, text, reference } => {
-                let delivery = self.send(user, room, text, reference);
+            ClientFrame::Send {
+                room,
+                text,
+                reference,
+                cid,
+                ttl_ms,
+                enc,
+            } => {
+                let delivery = self.send(
+                    user,
+                    SendRequest {
+                        room,
+                        text,
+                        cid,
+                        ttl_ms,
+                        enc,
+                    },
+                    reference,
+                );
                 if self.rate_limited_in_a_row > MAX_RATE_LIMITED {
-                    return Err((close::POLICY, "kept sending past the rate limit"));
+                    return Err((close::POLICY, "kept sending past the rate limits"));
                 }
                 return Ok(delivery);
             }
@@ -324,6 +410,8 @@ impl Session {
             gateway: &config.gateway_id,
             ttl_ms: config.ttl.as_millis() as u64,
             limits: config.limits,
+            idle_timeout_ms: config.idle_timeout.as_millis() as u64,
+            encryption_required: config.require_encryption,
         });
         self.user = Some(user);
         Ok(())
@@ -370,11 +458,18 @@ impl Session {
     fn send(
         &mut self,
         user: Member,
-        room: String,
-        text: String,
+        send: SendRequest,
         reference: Option<String>,
     ) -> Option<futures::future::BoxFuture<'static, Pending>> {
         let limits = self.state.config.limits;
+        let ttl_ms = self.state.config.ttl.as_millis() as u64;
+        let SendRequest {
+            room,
+            text,
+            cid,
+            ttl_ms: lifetime,
+            enc,
+        } = send;
         let reject = if !valid_room(&room) {
             Some((ErrorCode::InvalidRoom, "invalid room id".to_owned()))
         } else if !self.rooms.contains(&room) {
@@ -385,6 +480,22 @@ impl Session {
             Some((
                 ErrorCode::TooLarge,
                 format!("message is longer than {} bytes", limits.max_text_bytes),
+            ))
+        } else if lifetime.is_some_and(|t| !(limits.min_ttl_ms..=ttl_ms).contains(&t)) {
+            Some((
+                ErrorCode::InvalidTtl,
+                format!("ttl_ms must be from {} to {ttl_ms}", limits.min_ttl_ms),
+            ))
+        } else if enc.is_none() && self.state.config.require_encryption {
+            Some((
+                ErrorCode::EncryptionRequired,
+                "this gateway only carries end-to-end encrypted text (enc)".to_owned(),
+            ))
+        } else if enc.is_none() && self.state.filter.as_ref().is_some_and(|f| f.blocks(&text)) {
+            self.state.metrics.messages_blocked.inc();
+            Some((
+                ErrorCode::Blocked,
+                "the message was refused by this gateway's content policy".to_owned(),
             ))
         } else if !self.bucket.try_take(Instant::now()) {
             self.state.metrics.rate_limited.inc();
@@ -405,13 +516,18 @@ impl Session {
         }
         self.rate_limited_in_a_row = 0;
         let ts = now_ms();
+        let id = match &cid {
+            Some(cid) => idempotent_id(&room, cid),
+            None => uuid::Uuid::now_v7().simple().to_string(),
+        };
         let message = ChatMessage {
             room,
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            id,
             user,
             text,
             ts,
-            expires_at: ts + self.state.config.ttl.as_millis() as i64,
+            expires_at: ts + lifetime.unwrap_or(ttl_ms) as i64,
+            enc,
         };
         let span = tracing::info_span!("publish", room = message.room, id = message.id);
         let delivery = span.in_scope(|| self.state.bus.publish(&message));

@@ -32,7 +32,8 @@ async fn every_validation_error_answers_and_keeps_the_connection() {
     assert_eq!(welcome["ttl_ms"], 300_000);
     assert_eq!(
         welcome["limits"],
-        json!({"max_text_bytes": 10, "messages_per_second": 5, "burst": 10, "max_rooms": 2})
+        json!({"max_text_bytes": 10, "messages_per_second": 5, "burst": 10, "max_rooms": 2,
+               "frames_per_second": 20, "frame_burst": 40, "min_ttl_ms": 1000})
     );
     assert!(welcome["gateway"].as_str().unwrap().starts_with("gw-"));
 
@@ -256,6 +257,8 @@ async fn a_reader_too_slow_is_closed_with_4009_without_slowing_the_room() {
         ("WHISPER_BURST", "10000"),
         ("WHISPER_SEND_QUEUE", "32"),
         ("WHISPER_MAX_TEXT_BYTES", "8000"),
+        ("WHISPER_FRAME_RATE", "100000"),
+        ("WHISPER_FRAME_BURST", "100000"),
     ])
     .await;
     let mut slow = Client::hello(&gw.url(), "slow").await;

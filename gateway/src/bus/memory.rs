@@ -75,6 +75,7 @@ mod tests {
             text: "t".into(),
             ts: 1,
             expires_at: 2,
+            enc: None,
         }
     }
 

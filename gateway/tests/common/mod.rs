@@ -288,16 +288,24 @@ impl Client {
     /// Sends a message and returns its id from the ack; every other frame
     /// that arrives meanwhile stays for `recv`.
     pub async fn say(&mut self, room: &str, text: &str) -> String {
+        let answer = self.request(json!({"type": "send", "room": room, "text": text})).await;
+        assert_eq!(answer["type"], "ack", "send refused: {answer}");
+        answer["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a frame with a fresh `ref` and returns what answers it (`ack`,
+    /// `pong` or `error`); every other frame that arrives meanwhile stays
+    /// for `recv`.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
         let reference = unique("ref");
-        self.send(json!({"type": "send", "room": room, "text": text, "ref": reference}))
-            .await;
+        frame["ref"] = json!(reference);
+        self.send(frame).await;
         loop {
             let frame = self.read().await;
-            match frame["type"].as_str() {
-                Some("ack") if frame["ref"] == reference.as_str() => return frame["id"].as_str().unwrap().to_owned(),
-                Some("error") if frame["ref"] == reference.as_str() => panic!("send refused: {frame}"),
-                _ => self.backlog.push_back(frame),
+            if frame["ref"] == reference.as_str() && ["ack", "pong", "error"].iter().any(|t| frame["type"] == *t) {
+                return frame;
             }
+            self.backlog.push_back(frame);
         }
     }
 
