@@ -2,7 +2,7 @@
 //! join), then sends when the scheduler says so and records every delivery's
 //! latency until the scheduler hangs up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     pub(crate) acked: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) delivered: AtomicU64,
+    /// Messages sent before this time (µs from `epoch`) are not counted:
+    /// they were the warm-up.
+    pub(crate) measure_from_us: AtomicU64,
     pub(crate) acked_per_room: Vec<AtomicU64>,
     /// Send times in message texts count from here.
     pub(crate) epoch: Instant,
@@ -63,6 +66,8 @@ pub(crate) struct Client {
     pub(crate) room_index: usize,
     pub(crate) size: usize,
     pub(crate) shared: Arc<Shared>,
+    /// Turns true when the run is over: stop reading and hang up.
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 impl Client {
@@ -100,24 +105,36 @@ impl Client {
     async fn serve(&self, mut ws: Socket, mut commands: mpsc::Receiver<Command>, report: &mut Report) {
         let padding = "x".repeat(self.size - 21);
         let mut id = 3;
+        // Send times of the sends not answered yet: a connection's answers
+        // come in the order of its sends (one room, one partition).
+        let mut unanswered = VecDeque::new();
+        let mut stop = self.stop.clone();
+        // After the last command the connection keeps reading what is still
+        // on its way, until the run is over.
+        let mut sending = true;
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
+                _ = stop.changed() => break,
+                command = commands.recv(), if sending => match command {
                     Some(Command::Send) => {
                         id += 1;
-                        let now = self.shared.epoch.elapsed().as_micros();
+                        let now = self.shared.epoch.elapsed().as_micros() as u64;
                         let text = format!("{now:020} {padding}");
                         if ws.send(Message::text(self.protocol.send(&self.room, &text, id))).await.is_err() {
                             report.closed_early = true;
                             return;
                         }
+                        unanswered.push_back(now);
+                        if self.measured(now) {
+                            self.shared.sent.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    None => break,
+                    None => sending = false,
                 },
                 frame = ws.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         for event in self.protocol.events(text.as_str()) {
-                            if let Some(pong) = self.record(event, report) {
+                            if let Some(pong) = self.record(event, &mut unanswered, report) {
                                 let _ = ws.send(Message::text(pong)).await;
                             }
                         }
@@ -133,13 +150,19 @@ impl Client {
         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     }
 
-    /// Counts one event; returns the answer it needs, if any.
-    fn record(&self, event: Event<'_>, report: &mut Report) -> Option<&'static str> {
+    /// Whether a message sent at `sent_us` counts (after the warm-up).
+    fn measured(&self, sent_us: u64) -> bool {
+        sent_us >= self.shared.measure_from_us.load(Ordering::Relaxed)
+    }
+
+    /// Counts one event (of a message sent in the measured time); returns
+    /// the answer it needs, if any.
+    fn record(&self, event: Event<'_>, unanswered: &mut VecDeque<u64>, report: &mut Report) -> Option<&'static str> {
         let shared = &self.shared;
         match event {
-            Event::Message { sent_us } => {
-                shared.delivered.fetch_add(1, Ordering::Relaxed);
-                if let Some(sent) = sent_us {
+            Event::Message { sent_us: Some(sent) } => {
+                if self.measured(sent) {
+                    shared.delivered.fetch_add(1, Ordering::Relaxed);
                     let now = shared.epoch.elapsed().as_micros() as u64;
                     report
                         .latencies_us
@@ -147,15 +170,19 @@ impl Client {
                 }
             }
             Event::Acked => {
-                shared.acked.fetch_add(1, Ordering::Relaxed);
-                shared.acked_per_room[self.room_index].fetch_add(1, Ordering::Relaxed);
+                if unanswered.pop_front().is_some_and(|sent| self.measured(sent)) {
+                    shared.acked.fetch_add(1, Ordering::Relaxed);
+                    shared.acked_per_room[self.room_index].fetch_add(1, Ordering::Relaxed);
+                }
             }
             Event::Error(code) => {
-                shared.refused.fetch_add(1, Ordering::Relaxed);
-                *report.errors.entry(code).or_default() += 1;
+                if unanswered.pop_front().is_none_or(|sent| self.measured(sent)) {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                    *report.errors.entry(code).or_default() += 1;
+                }
             }
             Event::Ping => return self.protocol.pong(),
-            Event::Connected | Event::Joined | Event::Other(_) => {}
+            Event::Message { sent_us: None } | Event::Connected | Event::Joined | Event::Other(_) => {}
         }
         None
     }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::client::{Client, Command, Report, Shared};
 use crate::stats::Percentiles;
@@ -84,9 +84,12 @@ struct Args {
     /// Bytes of text per message
     #[arg(long, default_value_t = 100)]
     size: usize,
-    /// How long to send (or, idle, to hold the connections)
+    /// How long to send (or, idle, to hold the connections), measured
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// How long to send first without measuring (JIT, caches, new partitions)
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
     /// Messages stored in each room before the connections join it
     #[arg(long, default_value_t = 0)]
     history: usize,
@@ -179,7 +182,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let protocol = args.protocol;
     let rooms: Vec<Arc<str>> = (0..args.rooms).map(|r| format!("bench-{r}").into()).collect();
     let members = room_sizes(args.clients, args.rooms);
-    let shared = Arc::new(Shared::new(args.rooms));
+    let shared = Arc::new(Shared::new(args.rooms, !args.warmup.is_zero()));
     let before: Vec<_> = args.pid.iter().map(|&p| procfs::sample(p)).collect();
     // 127.<pid-derived>.0.1 onwards: another run's sockets are elsewhere.
     let base = u32::from(Ipv4Addr::new(127, 100 + (std::process::id() % 100) as u8, 0, 1));
@@ -203,6 +206,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut tasks = Vec::with_capacity(args.clients);
     let mut commands = Vec::with_capacity(args.clients);
     let (ready_tx, mut ready_rx) = mpsc::channel::<anyhow::Result<()>>(args.clients);
+    let (stop, stopped) = watch::channel(false);
     for i in 0..args.clients {
         let (tx, rx) = mpsc::channel(64);
         commands.push(tx);
@@ -215,6 +219,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             room_index: i % args.rooms,
             size: args.size,
             shared: shared.clone(),
+            stop: stopped.clone(),
         };
         let permits = permits.clone();
         let ready = ready_tx.clone();
@@ -246,25 +251,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let connected: Vec<_> = args.pid.iter().map(|&p| procfs::sample(p)).collect();
 
-    // Send `rate` messages per second in total, round-robin over the connections.
-    let load_start = Instant::now();
+    // Send `rate` messages per second in total, round-robin over the
+    // connections: first the warm-up, then the measured time. Only messages
+    // sent in the measured time count (their texts carry when).
+    let warmup_start = Instant::now();
+    let mut connected = connected;
+    let mut load_start = warmup_start;
+    let mut measuring = args.warmup.is_zero();
+    let mut dispatched = 0u64;
     let mut next = 0usize;
-    let mut backlog = 0u64;
+    let mut busy = 0u64;
     let mut peak_rss = vec![0u64; args.pid.len()];
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut last_sample = Instant::now();
-    while load_start.elapsed() < args.duration {
+    while !measuring || load_start.elapsed() < args.duration {
         tick.tick().await;
-        let due = (args.rate * load_start.elapsed().as_secs_f64()) as u64;
-        while shared.sent.load(Ordering::Relaxed) + backlog < due {
-            let sent = commands[next % args.clients].try_send(Command::Send);
-            if sent.is_err() {
-                backlog += 1;
+        if !measuring && warmup_start.elapsed() >= args.warmup {
+            measuring = true;
+            load_start = Instant::now();
+            shared
+                .measure_from_us
+                .store(shared.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+            connected = args.pid.iter().map(|&p| procfs::sample(p)).collect();
+        }
+        let due = (args.rate * warmup_start.elapsed().as_secs_f64()) as u64;
+        while dispatched < due {
+            if commands[next % args.clients].try_send(Command::Send).is_err() && measuring {
+                busy += 1;
             }
+            dispatched += 1;
             next += 1;
-            if sent.is_ok() {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-            }
         }
         if last_sample.elapsed() >= Duration::from_millis(250) {
             last_sample = Instant::now();
@@ -275,19 +291,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let load_time = load_start.elapsed();
     let loaded: Vec<_> = args.pid.iter().map(|&p| procfs::sample(p)).collect();
-
-    // Wait for what is still on its way, within DRAIN_LIMIT.
-    let drain_start = Instant::now();
-    while drain_start.elapsed() < DRAIN_LIMIT {
-        let answered = shared.acked.load(Ordering::Relaxed) + shared.refused.load(Ordering::Relaxed);
-        if answered >= shared.sent.load(Ordering::Relaxed)
-            && shared.delivered.load(Ordering::Relaxed) >= shared.expected(&members)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if busy > 0 {
+        connect_errors.insert("not sent: the connection was still busy sending".into(), busy);
     }
+
+    // No more sends; wait for what is still on its way, within DRAIN_LIMIT:
+    // until every send is answered and every delivery arrived, twice in a
+    // row 100 ms apart (a send may still leave a connection's queue).
     drop(commands);
+    let drain_start = Instant::now();
+    let mut settled = 0;
+    while drain_start.elapsed() < DRAIN_LIMIT && settled < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let answered = shared.acked.load(Ordering::Relaxed) + shared.refused.load(Ordering::Relaxed);
+        let done = answered >= shared.sent.load(Ordering::Relaxed)
+            && shared.delivered.load(Ordering::Relaxed) >= shared.expected(&members);
+        settled = if done { settled + 1 } else { 0 };
+    }
+    stop.send_replace(true);
     let mut reports = Vec::with_capacity(tasks.len());
     for task in tasks {
         reports.push(task.await.context("client task")?);
@@ -488,12 +509,14 @@ fn human(r: &Value) -> String {
 }
 
 impl Shared {
-    fn new(rooms: usize) -> Self {
+    /// Counters for `rooms` rooms; with a warm-up, nothing counts until it ends.
+    fn new(rooms: usize, warmup: bool) -> Self {
         Self {
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            measure_from_us: AtomicU64::new(if warmup { u64::MAX } else { 0 }),
             acked_per_room: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
         }

@@ -69,6 +69,8 @@ settings! {
     max_frame_bytes = "WHISPER_MAX_FRAME_BYTES",
     /// Frames queued for one socket before it is closed as too slow (4009) [default: 256]
     send_queue = "WHISPER_SEND_QUEUE",
+    /// Bytes queued for one socket before it is closed as too slow (4009), e.g. 1MiB [default: 1MiB]
+    send_queue_bytes = "WHISPER_SEND_QUEUE_BYTES",
     /// Memory bound of the message history, e.g. 64MiB [default: 64MiB]
     history_max_bytes = "WHISPER_HISTORY_MAX_BYTES",
     /// Members of a gateway that stopped heartbeating are gone after this [default: 30s]
@@ -130,6 +132,7 @@ pub struct Config {
     pub max_connections: usize,
     pub max_frame_bytes: usize,
     pub send_queue: usize,
+    pub send_queue_bytes: usize,
     pub history_max_bytes: usize,
     pub presence_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -267,6 +270,7 @@ impl Config {
             max_connections: number("WHISPER_MAX_CONNECTIONS", s.max_connections, 10_000, 1..=1_000_000)?,
             max_frame_bytes,
             send_queue: number("WHISPER_SEND_QUEUE", s.send_queue, 256, 1..=1_000_000)?,
+            send_queue_bytes: bytes("WHISPER_SEND_QUEUE_BYTES", s.send_queue_bytes, 1 << 20)?,
             history_max_bytes: bytes("WHISPER_HISTORY_MAX_BYTES", s.history_max_bytes, 64 << 20)?,
             presence_timeout: duration("WHISPER_PRESENCE_TIMEOUT", s.presence_timeout, "30s")?,
             shutdown_grace: duration("WHISPER_SHUTDOWN_GRACE", s.shutdown_grace, "10s")?,
@@ -388,6 +392,7 @@ mod tests {
             (20, 40, 1000)
         );
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.send_queue_bytes, 1 << 20);
         assert!(!c.require_encryption);
         assert_eq!(c.content_filter, None);
     }
@@ -414,6 +419,7 @@ mod tests {
             ("--min-ttl", "10ms", "WHISPER_MIN_TTL"),
             ("--min-ttl", "6m", "WHISPER_MIN_TTL"),
             ("--require-encryption", "yes", "WHISPER_REQUIRE_ENCRYPTION"),
+            ("--send-queue-bytes", "much", "WHISPER_SEND_QUEUE_BYTES"),
             ("--content-filter", "/nonexistent/rules.txt", "WHISPER_CONTENT_FILTER"),
         ] {
             let err = parse(&[flag, value]).unwrap_err();

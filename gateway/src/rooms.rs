@@ -39,6 +39,15 @@ pub struct Joined {
 }
 
 impl Outgoing {
+    /// Bytes the frame will take on the wire (about, for a `joined`).
+    fn len(&self) -> usize {
+        match self {
+            Self::Frame(frame) | Self::Message { frame, .. } => frame.len(),
+            Self::Joined(joined) => 64 + joined.history.iter().map(|f| f.len() + 1).sum::<usize>(),
+            Self::Ping => 0,
+        }
+    }
+
     /// The WebSocket message to write, serializing a `joined` frame now.
     pub fn into_message(self) -> Message {
         match self {
@@ -62,20 +71,37 @@ pub struct Outbox {
 
 #[derive(Debug)]
 struct Queue {
-    frames: Mutex<VecDeque<Outgoing>>,
+    frames: Mutex<Frames>,
     /// Frames the queue holds at most.
     capacity: usize,
+    /// Bytes the queue holds at most (but one frame larger than this fits
+    /// an empty queue, or a big `joined` could never be sent).
+    max_bytes: usize,
     ready: Notify,
     too_slow: CancellationToken,
 }
 
+#[derive(Debug, Default)]
+struct Frames {
+    queued: VecDeque<Outgoing>,
+    bytes: usize,
+}
+
+/// How much one socket may have queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub frames: usize,
+    pub bytes: usize,
+}
+
 impl Outbox {
-    pub fn new(conn: Arc<str>, capacity: usize, too_slow: CancellationToken) -> Self {
+    pub fn new(conn: Arc<str>, bounds: Bounds, too_slow: CancellationToken) -> Self {
         Self {
             conn,
             queue: Arc::new(Queue {
-                frames: Mutex::new(VecDeque::new()),
-                capacity,
+                frames: Mutex::new(Frames::default()),
+                capacity: bounds.frames,
+                max_bytes: bounds.bytes,
                 ready: Notify::new(),
                 too_slow,
             }),
@@ -101,14 +127,18 @@ impl Outbox {
 
     fn push_outgoing(&self, outgoing: Outgoing) -> bool {
         let queue = &self.queue;
+        let len = outgoing.len();
         {
             let mut frames = queue.frames.lock().expect("outbox lock");
-            if frames.len() >= queue.capacity {
+            let full = frames.queued.len() >= queue.capacity
+                || (!frames.queued.is_empty() && frames.bytes + len > queue.max_bytes);
+            if full {
                 drop(frames);
                 queue.too_slow.cancel();
                 return false;
             }
-            frames.push_back(outgoing);
+            frames.bytes += len;
+            frames.queued.push_back(outgoing);
         }
         queue.ready.notify_one();
         true
@@ -120,8 +150,9 @@ impl Outbox {
         loop {
             {
                 let mut frames = self.queue.frames.lock().expect("outbox lock");
-                if !frames.is_empty() {
-                    std::mem::swap(&mut *frames, batch);
+                if !frames.queued.is_empty() {
+                    std::mem::swap(&mut frames.queued, batch);
+                    frames.bytes = 0;
                     return;
                 }
             }
@@ -132,7 +163,8 @@ impl Outbox {
     /// Moves whatever is queued into `batch`, without waiting.
     pub fn take_now(&self, batch: &mut VecDeque<Outgoing>) {
         let mut frames = self.queue.frames.lock().expect("outbox lock");
-        batch.extend(frames.drain(..));
+        batch.extend(frames.queued.drain(..));
+        frames.bytes = 0;
     }
 }
 
@@ -277,7 +309,11 @@ mod tests {
 
     fn outbox(conn: &str, capacity: usize) -> (Outbox, CancellationToken) {
         let token = CancellationToken::new();
-        (Outbox::new(conn.into(), capacity, token.clone()), token)
+        let bounds = Bounds {
+            frames: capacity,
+            bytes: usize::MAX,
+        };
+        (Outbox::new(conn.into(), bounds, token.clone()), token)
     }
 
     fn message(room: &str, id: &str) -> ChatMessage {
@@ -402,5 +438,33 @@ mod tests {
             !rooms.deliver(message("r", &id), 0, 0).duplicate,
             "forgotten after the window"
         );
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_bytes_but_takes_one_big_frame() {
+        let token = CancellationToken::new();
+        let bounds = Bounds { frames: 100, bytes: 10 };
+        let a = Outbox::new("a".into(), bounds, token.clone());
+        assert!(
+            a.push("0123456789abcdef".into()),
+            "one frame over the bound fits an empty queue"
+        );
+        assert!(!token.is_cancelled());
+        assert!(!a.push("x".into()), "nothing more fits beside it");
+        assert!(token.is_cancelled());
+
+        let token = CancellationToken::new();
+        let b = Outbox::new("b".into(), bounds, token.clone());
+        assert!(b.push("12345".into()) && b.push("12345".into()));
+        let mut batch = VecDeque::new();
+        b.take_now(&mut batch);
+        assert_eq!(batch.len(), 2);
+        assert!(
+            b.push("12345".into()) && b.push("12345".into()),
+            "taking frees the bytes"
+        );
+        assert!(!token.is_cancelled());
+        assert!(!b.push("1".into()));
+        assert!(token.is_cancelled());
     }
 }

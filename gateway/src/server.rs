@@ -43,6 +43,11 @@ const READ_BUFFER_BYTES: usize = 512;
 /// flushes after each batch anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// TCP keepalive on accepted sockets: first probe after this much silence,
+/// then one every interval (the kernel gives up after 9 unanswered).
+const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// What every connection shares.
 pub type AppState = Arc<Shared>;
 
@@ -146,9 +151,17 @@ pub async fn run(
     };
     tracing::info!("chat at http://{host}:{}/ (open it in two tabs)", address.port());
     // Without TCP_NODELAY, small frames wait for delayed ACKs (~40 ms).
-    let listener = listener.tap_io(|tcp| {
+    // TCP keepalive finds peers gone without a word (a dropped NAT entry)
+    // even on a socket nothing is written to.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(TCP_KEEPALIVE_IDLE)
+        .with_interval(TCP_KEEPALIVE_INTERVAL);
+    let listener = listener.tap_io(move |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(error = %e, "cannot set TCP keepalive");
         }
     });
     axum::serve(listener, app)

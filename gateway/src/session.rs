@@ -20,7 +20,7 @@ use crate::protocol::{
     ChatMessage, ClientFrame, ErrorCode, Member, ServerFrame, clean_name, close, idempotent_id, valid_room,
 };
 use crate::ratelimit::TokenBucket;
-use crate::rooms::{Outbox, Outgoing};
+use crate::rooms::{Bounds, Outbox, Outgoing};
 use crate::server::AppState;
 
 /// Time a client has to say `hello` after the upgrade.
@@ -43,7 +43,11 @@ pub async fn serve(state: AppState, socket: WebSocket) {
     async move {
         let (sink, stream) = socket.split();
         let too_slow = CancellationToken::new();
-        let outbox = Outbox::new(conn, state.config.send_queue, too_slow.clone());
+        let bounds = Bounds {
+            frames: state.config.send_queue,
+            bytes: state.config.send_queue_bytes,
+        };
+        let outbox = Outbox::new(conn, bounds, too_slow.clone());
         let (close_tx, close_rx) = oneshot::channel();
         let mut writer = tokio::spawn(write(sink, outbox.clone(), close_rx, state.clone()));
         state.metrics.connections.inc();
