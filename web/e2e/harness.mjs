@@ -330,6 +330,26 @@ export async function waitForMessage(page, text, timeout = TIMEOUTS.ui) {
   return list.find((m) => m.text === text);
 }
 
+/**
+ * Records the JSON frames the page's WebSockets send and receive from now
+ * on (all of its sockets, reconnects included): `{ sent, received }`.
+ */
+export function recordFrames(page) {
+  const frames = { sent: [], received: [] };
+  const parse = (payload) => {
+    try {
+      return typeof payload === 'string' ? JSON.parse(payload) : null;
+    } catch {
+      return null;
+    }
+  };
+  page.on('websocket', (ws) => {
+    ws.on('framesent', ({ payload }) => frames.sent.push(parse(payload)));
+    ws.on('framereceived', ({ payload }) => frames.received.push(parse(payload)));
+  });
+  return frames;
+}
+
 /** Names in the members list of the open room, sorted. */
 export async function memberNames(page) {
   const names = await page.locator('[data-testid="member-list"] [data-testid="member"] .member-name').allTextContents();
@@ -443,8 +463,11 @@ class Scenario {
     return this.browser;
   }
 
-  /** A fresh browser context (its own storage) with one page at `url`. */
-  async page(url, { colorScheme = 'light', viewport = DESKTOP } = {}) {
+  /**
+   * A fresh browser context (its own storage) with one page at `url`;
+   * `setup(page)` runs before the page loads (to route or watch its socket).
+   */
+  async page(url, { colorScheme = 'light', viewport = DESKTOP, setup } = {}) {
     const browser = await this.openBrowser();
     const context = await browser.newContext({ colorScheme, viewport, locale: 'en-US', timezoneId: 'UTC' });
     context.setDefaultTimeout(TIMEOUTS.ui);
@@ -452,6 +475,7 @@ class Scenario {
     const label = `page ${this.pages.length + 1}`;
     page.on('pageerror', (e) => this.pageErrors.push(`${label}: ${e.message}`));
     this.pages.push(page);
+    await setup?.(page);
     await page.goto(url);
     return page;
   }
