@@ -28,6 +28,10 @@ pub mod close {
     pub const TOO_SLOW: u16 = 4009;
     /// Nothing heard from the client (no frame, no pong) for the idle timeout.
     pub const IDLE: u16 = 4010;
+
+    /// Every close code the gateway sends; the web client's `CloseCode` and
+    /// the docs are checked against it.
+    pub const ALL: [u16; 7] = [GOING_AWAY, TOO_BIG, PROTOCOL, UNAUTHORIZED, POLICY, TOO_SLOW, IDLE];
 }
 
 /// A user as the protocol shows it: in `welcome`, messages and member lists.
@@ -37,8 +41,9 @@ pub struct Member {
     pub name: String,
 }
 
-/// One chat message: what travels on the bus, what history holds and what a
-/// `message` frame carries.
+/// One chat message: what a `message` frame carries and what history holds.
+/// On Kafka it travels as a [`crate::bus::record::Record`], converted
+/// explicitly, so the wire and the storage formats change apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub room: String,
@@ -117,6 +122,26 @@ pub enum ErrorCode {
     InvalidTtl,
     EncryptionRequired,
     Blocked,
+}
+
+impl ErrorCode {
+    /// Every code, in the order of docs/protocol.md's table; the web client's
+    /// `ERROR_CODES` and the docs are checked against it.
+    pub const ALL: [ErrorCode; 13] = [
+        Self::BadRequest,
+        Self::InvalidRoom,
+        Self::InvalidName,
+        Self::TooLarge,
+        Self::Empty,
+        Self::NotJoined,
+        Self::TooManyRooms,
+        Self::RateLimited,
+        Self::Unavailable,
+        Self::Unauthorized,
+        Self::InvalidTtl,
+        Self::EncryptionRequired,
+        Self::Blocked,
+    ];
 }
 
 /// A frame the client sends, after validation of its shape (not of its
@@ -558,6 +583,51 @@ mod tests {
                 && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             prop_assert_eq!(valid_room(&s), expected);
+        }
+    }
+
+    /// The web client and docs/protocol.md name exactly the codes this
+    /// module defines: one source (here), the others checked against it.
+    #[test]
+    fn the_web_client_and_the_docs_know_every_code() {
+        let client = include_str!("../../web/src/protocol.ts");
+        let docs = include_str!("../../docs/protocol.md");
+        let quoted = |text: &str, start: &str, end: &str| -> Vec<String> {
+            let from = text.find(start).expect("list start") + start.len();
+            let to = from + text[from..].find(end).expect("list end");
+            text[from..to]
+                .split('\'')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let ours: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(quoted(client, "export const ERROR_CODES = [", "] as const"), ours);
+        for code in &ours {
+            assert!(
+                docs.contains(&format!("| `{code}` |")),
+                "docs/protocol.md has no row for {code}"
+            );
+        }
+        let block = &client[client.find("export const CloseCode = {").expect("CloseCode")..];
+        let block = &block[..block.find("} as const").expect("CloseCode end")];
+        let mut theirs: Vec<u16> = block
+            .lines()
+            .filter_map(|l| l.trim().split_once(": ")?.1.trim_end_matches(',').parse().ok())
+            .collect();
+        theirs.sort_unstable();
+        let mut ours = close::ALL.to_vec();
+        ours.sort_unstable();
+        assert_eq!(theirs, ours, "web/src/protocol.ts CloseCode");
+        for code in ours {
+            assert!(
+                docs.contains(&format!("| {code} |")),
+                "docs/protocol.md has no row for close {code}"
+            );
         }
     }
 }

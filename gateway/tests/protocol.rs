@@ -181,11 +181,9 @@ async fn sending_on_past_the_rate_limit_closes_with_4008() {
     flood.join("lobby").await;
     calm.join("lobby").await;
     // One accepted, then refusals; the 51st refusal in a row ends it.
-    for i in 0..60 {
-        flood
-            .send(json!({"type": "send", "room": "lobby", "text": format!("m{i}"), "ref": i.to_string()}))
-            .await;
-    }
+    flood
+        .flood((0..60).map(|i| json!({"type": "send", "room": "lobby", "text": format!("m{i}"), "ref": i.to_string()})))
+        .await;
     let (frames, code) = flood.frames_until_close().await;
     let refused = frames.iter().filter(|f| f["code"] == "rate_limited").count();
     assert_eq!((code, refused), (Some(4008), 51));

@@ -179,9 +179,8 @@ async fn the_content_filter_refuses_plain_text_and_follows_its_file() {
 async fn frames_over_the_budget_are_refused_and_a_flood_closes_4008() {
     let gw = Gateway::start(&[("WHISPER_FRAME_RATE", "1"), ("WHISPER_FRAME_BURST", "5")]).await;
     let mut c = Client::hello(&gw.url(), "pinger").await;
-    for i in 0..70 {
-        c.send(json!({"type": "ping", "ref": format!("p{i}")})).await;
-    }
+    c.flood((0..70).map(|i| json!({"type": "ping", "ref": format!("p{i}")})))
+        .await;
     let (frames, code) = c.frames_until_close().await;
     let pongs = frames.iter().filter(|f| f["type"] == "pong").count();
     let refused: Vec<&Value> = frames.iter().filter(|f| f["code"] == "rate_limited").collect();

@@ -19,6 +19,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::record::Record;
 use super::{Bus, BusError, Delivery, Received};
 use crate::config::KafkaConfig;
 use crate::protocol::ChatMessage;
@@ -129,7 +130,7 @@ impl KafkaBus {
 
 impl Bus for KafkaBus {
     fn publish(&self, message: &ChatMessage) -> Delivery {
-        let payload = serde_json::to_vec(message).expect("messages always serialize");
+        let payload = serde_json::to_vec(&Record::from(message)).expect("records always serialize");
         let record = FutureRecord::to(&self.config.topic)
             .key(message.room.as_bytes())
             .payload(&payload)
@@ -266,7 +267,8 @@ async fn assign_new_partitions(
 
 fn decode(payload: Option<&[u8]>, broker_ts: Option<i64>) -> Result<Received, BusError> {
     let payload = payload.ok_or_else(|| BusError::BadRecord("record without payload".into()))?;
-    let message: ChatMessage = serde_json::from_slice(payload).map_err(|e| BusError::BadRecord(e.to_string()))?;
+    let record: Record = serde_json::from_slice(payload).map_err(|e| BusError::BadRecord(e.to_string()))?;
+    let message = ChatMessage::from(record);
     Ok(Received {
         bus_ts: broker_ts.unwrap_or(message.ts),
         message,

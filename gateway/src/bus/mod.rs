@@ -4,10 +4,12 @@
 //! Two implementations sit behind [`Bus`]: [`memory::MemoryBus`] (one process,
 //! the default) and [`kafka::KafkaBus`] (one topic keyed by room id, a
 //! consumer group per gateway). Both deliver each room's messages to every
-//! subscriber in one order.
+//! subscriber in one order. Kafka stores messages as [`record::Record`]s,
+//! a versioned format of their own.
 
 pub mod kafka;
 pub mod memory;
+pub mod record;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;

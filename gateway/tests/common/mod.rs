@@ -219,6 +219,16 @@ impl Client {
             .expect("send frame");
     }
 
+    /// Sends frames as fast as it can, stopping quietly when the server has
+    /// closed the connection meanwhile (what a flood is for).
+    pub async fn flood(&mut self, frames: impl IntoIterator<Item = Value>) {
+        for frame in frames {
+            if self.ws.send(Message::text(frame.to_string())).await.is_err() {
+                return;
+            }
+        }
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.expect("send frame");
     }
