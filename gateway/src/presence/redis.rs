@@ -173,14 +173,39 @@ impl Timings {
     }
 }
 
+/// A member as Redis stores it (room hash values, channel events, the Lua
+/// scripts): its own type, converted explicitly from the protocol's
+/// [`Member`], so a protocol change cannot change what gateways of another
+/// version read during a rolling upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredMember {
+    id: String,
+    name: String,
+}
+
+impl From<&Member> for StoredMember {
+    fn from(m: &Member) -> Self {
+        Self {
+            id: m.id.clone(),
+            name: m.name.clone(),
+        }
+    }
+}
+
+impl From<StoredMember> for Member {
+    fn from(m: StoredMember) -> Self {
+        Self { id: m.id, name: m.name }
+    }
+}
+
 /// The JSON of an event on the channel.
 #[derive(Debug, Serialize, Deserialize)]
 struct WireEvent {
     room: String,
     #[serde(default)]
-    joined: Vec<Member>,
+    joined: Vec<StoredMember>,
     #[serde(default)]
-    left: Vec<Member>,
+    left: Vec<StoredMember>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     origin: Option<String>,
 }
@@ -258,7 +283,7 @@ impl RedisPresence {
     async fn register(&self, room: &str, member: &Member, conn: &str) -> Result<Vec<Member>, PresenceError> {
         let event = serde_json::to_string(&WireEvent {
             room: room.to_owned(),
-            joined: vec![member.clone()],
+            joined: vec![member.into()],
             left: vec![],
             origin: Some(conn.to_owned()),
         })
@@ -268,7 +293,7 @@ impl RedisPresence {
             .key(self.keys.room(room))
             .key(self.keys.rooms_of(&self.gateway))
             .arg(self.field(conn))
-            .arg(serde_json::to_string(member).map_err(err)?)
+            .arg(serde_json::to_string(&StoredMember::from(member)).map_err(err)?)
             .arg(&member.id)
             .arg(self.timings.key_ttl.as_millis() as u64)
             .arg(self.keys.channel())
@@ -277,7 +302,11 @@ impl RedisPresence {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
-        let mut members: Vec<Member> = values.iter().filter_map(|v| serde_json::from_str(v).ok()).collect();
+        let mut members: Vec<Member> = values
+            .iter()
+            .filter_map(|v| serde_json::from_str::<StoredMember>(v).ok())
+            .map(Member::from)
+            .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
         members.dedup_by(|a, b| a.id == b.id);
         Ok(members)
@@ -401,8 +430,8 @@ async fn listen(presence: std::sync::Weak<RedisPresence>, client: redis::Client,
                         Ok(e) => {
                             let _ = presence.events.send(PresenceEvent {
                                 room: e.room,
-                                joined: e.joined,
-                                left: e.left,
+                                joined: e.joined.into_iter().map(Member::from).collect(),
+                                left: e.left.into_iter().map(Member::from).collect(),
                                 origin: e.origin,
                             });
                         }
@@ -449,7 +478,7 @@ impl Presence for RedisPresence {
             let event = serde_json::to_string(&WireEvent {
                 room: room.to_owned(),
                 joined: vec![],
-                left: vec![member.clone()],
+                left: vec![member.into()],
                 origin: Some(conn.to_owned()),
             })
             .map_err(err)?;
@@ -502,6 +531,18 @@ mod tests {
             assert!(t.heartbeat_every * 2 < t.heartbeat_ttl, "{t:?}");
             assert!(t.key_ttl > t.heartbeat_ttl);
         }
+    }
+
+    #[test]
+    fn members_are_stored_as_the_scripts_and_older_gateways_read_them() {
+        let member = Member {
+            id: "u1".into(),
+            name: "Ann".into(),
+        };
+        let stored = serde_json::to_string(&StoredMember::from(&member)).unwrap();
+        assert_eq!(stored, r#"{"id":"u1","name":"Ann"}"#);
+        let back: StoredMember = serde_json::from_str(&stored).unwrap();
+        assert_eq!(Member::from(back), member);
     }
 
     #[test]
