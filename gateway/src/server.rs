@@ -275,7 +275,10 @@ async fn dispatch_messages(state: AppState, stop: CancellationToken) {
                 state.metrics.bus_error(&e);
             }
             None => {
-                tracing::error!("the bus subscription ended");
+                // At shutdown the bus may end its stream before `stop`.
+                if !state.shutdown.is_cancelled() {
+                    tracing::error!("the bus subscription ended");
+                }
                 return;
             }
         }

@@ -405,7 +405,11 @@ async fn maintain(presence: std::sync::Weak<RedisPresence>, timings: Timings) {
             ok = false;
         }
         if presence.ready.swap(ok, Ordering::Relaxed) != ok {
-            tracing::warn!(ready = ok, "Redis presence readiness changed");
+            if ok {
+                tracing::info!("Redis presence is ready");
+            } else {
+                tracing::warn!("Redis presence is unavailable");
+            }
         }
     }
 }
