@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::{MIN_SECRET_BYTES, TokenRules};
 use crate::protocol::Limits;
 
 /// Declares the raw settings once: each becomes a flag, an environment
@@ -49,8 +50,12 @@ settings! {
     message_ttl = "WHISPER_MESSAGE_TTL",
     /// Names this gateway in presence, metrics and its Kafka consumer group [default: host name + random suffix]
     gateway_id = "WHISPER_GATEWAY_ID",
-    /// HS256 secret; when set, `hello` must carry a valid token
+    /// HS256 secret of at least 32 bytes; when set, `hello` must carry a valid token
     jwt_secret = "WHISPER_JWT_SECRET",
+    /// When set (with a secret), tokens must carry this `iss`
+    jwt_issuer = "WHISPER_JWT_ISSUER",
+    /// When set (with a secret), tokens must carry this `aud`
+    jwt_audience = "WHISPER_JWT_AUDIENCE",
     /// Longest message text in bytes [default: 2000]
     max_text_bytes = "WHISPER_MAX_TEXT_BYTES",
     /// Messages per second per connection [default: 5]
@@ -124,7 +129,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub ttl: Duration,
     pub gateway_id: String,
-    pub jwt_secret: Option<String>,
+    /// `None`: anonymous users.
+    pub auth: Option<TokenRules>,
     pub limits: Limits,
     /// `None`: any origin.
     pub allowed_origins: Option<Vec<String>>,
@@ -184,12 +190,16 @@ impl Config {
             Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
                 return Err(bad(
                     "WHISPER_REDIS_URL",
-                    format!("`{url}` must start with redis:// or rediss://"),
+                    format!("`{}` must start with redis:// or rediss://", redact_url(&url)),
                 ));
             }
             Some(url) => {
-                if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
-                    return Err(bad("WHISPER_REDIS_URL", format!("`{url}` is not a Redis URL: {e}")));
+                if redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+                    // The library's message may quote the URL: ours does not.
+                    return Err(bad(
+                        "WHISPER_REDIS_URL",
+                        format!("`{}` is not a Redis URL like redis://host:6379", redact_url(&url)),
+                    ));
                 }
                 Some(url)
             }
@@ -209,9 +219,25 @@ impl Config {
             }
             None => default_gateway_id(),
         };
-        let jwt_secret = match s.jwt_secret {
-            Some(secret) if secret.is_empty() => return Err(bad("WHISPER_JWT_SECRET", "is empty")),
-            secret => secret,
+        let auth = match s.jwt_secret {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(bad(
+                    "WHISPER_JWT_SECRET",
+                    format!("must be at least {MIN_SECRET_BYTES} bytes (it has {})", secret.len()),
+                ));
+            }
+            Some(secret) => Some(TokenRules {
+                secret,
+                issuer: s.jwt_issuer.filter(|i| !i.is_empty()),
+                audience: s.jwt_audience.filter(|a| !a.is_empty()),
+            }),
+            None if s.jwt_issuer.is_some() || s.jwt_audience.is_some() => {
+                return Err(bad(
+                    "WHISPER_JWT_SECRET",
+                    "is needed when WHISPER_JWT_ISSUER or WHISPER_JWT_AUDIENCE is set",
+                ));
+            }
+            None => None,
         };
         let min_ttl = duration("WHISPER_MIN_TTL", s.min_ttl, "1s")?;
         if min_ttl < Duration::from_millis(100) || min_ttl > ttl {
@@ -263,7 +289,7 @@ impl Config {
             redis_url,
             ttl,
             gateway_id,
-            jwt_secret,
+            auth,
             limits,
             allowed_origins,
             log: s.log.unwrap_or_else(|| "info".into()),
@@ -340,6 +366,22 @@ fn bytes(setting: &'static str, raw: Option<String>, default: usize) -> Result<u
     match digits.parse::<usize>() {
         Ok(n) if scale > 0 && n > 0 => Ok(n.saturating_mul(scale)),
         _ => Err(bad(setting, format!("`{raw}` is not a size like 64MiB"))),
+    }
+}
+
+/// The URL with the password of its user part (`user:password@`) hidden,
+/// for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -420,6 +462,8 @@ mod tests {
             ("--min-ttl", "6m", "WHISPER_MIN_TTL"),
             ("--require-encryption", "yes", "WHISPER_REQUIRE_ENCRYPTION"),
             ("--send-queue-bytes", "much", "WHISPER_SEND_QUEUE_BYTES"),
+            ("--jwt-secret", "short", "WHISPER_JWT_SECRET"),
+            ("--jwt-issuer", "https://id.example.com", "WHISPER_JWT_SECRET"),
             ("--content-filter", "/nonexistent/rules.txt", "WHISPER_CONTENT_FILTER"),
         ] {
             let err = parse(&[flag, value]).unwrap_err();
@@ -460,5 +504,20 @@ mod tests {
         assert_eq!(bytes("X", Some("1000".into()), 0), Ok(1000));
         assert!(bytes("X", Some("1TB".into()), 0).is_err());
         assert!(bytes("X", Some("0".into()), 0).is_err());
+    }
+
+    #[test]
+    fn a_redis_password_never_reaches_an_error() {
+        assert_eq!(
+            redact_url("redis://app:hunter2@cache:6379/0"),
+            "redis://app:***@cache:6379/0"
+        );
+        assert_eq!(redact_url("rediss://:hunter2@cache:6380"), "rediss://:***@cache:6380");
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        for url in ["http://app:hunter2@cache", "redis://app:hunter2@cache:port"] {
+            let err = parse(&["--redis-url", url]).unwrap_err();
+            assert_eq!(err.setting, "WHISPER_REDIS_URL");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }

@@ -30,8 +30,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The WebSocket library traces whole frames, message text included: it
+    // stays silent at every level, so no log line carries what users wrote.
     let filter = match EnvFilter::try_new(&config.log) {
-        Ok(filter) => filter,
+        Ok(filter) => filter
+            .add_directive("tungstenite=off".parse().expect("a valid directive"))
+            .add_directive("tokio_tungstenite=off".parse().expect("a valid directive")),
         Err(e) => {
             eprintln!("whisper-gateway: WHISPER_LOG: {e}");
             return ExitCode::from(EXIT_CONFIG);

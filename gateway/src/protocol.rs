@@ -364,8 +364,23 @@ pub fn valid_room(room: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
+/// Characters that change how text around them reads without being seen:
+/// bidirectional controls (which can make a name display as another) and
+/// zero-width characters.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' // zero-width space, non-joiner, joiner; LRM, RLM
+        | '\u{202A}'..='\u{202E}' // embeddings and overrides
+        | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}' // isolates
+        | '\u{061C}' // Arabic letter mark
+        | '\u{FEFF}' // zero-width no-break space
+    )
+}
+
 /// Trims a display name and checks it: 1–32 Unicode scalar values, no
-/// control characters. Returns the trimmed name.
+/// control characters, no direction overrides or invisible characters.
+/// Returns the trimmed name.
 pub fn clean_name(name: &str) -> Result<String, &'static str> {
     let name = name.trim();
     let chars = name.chars().count();
@@ -375,6 +390,8 @@ pub fn clean_name(name: &str) -> Result<String, &'static str> {
         Err("name must be at most 32 characters")
     } else if name.chars().any(char::is_control) {
         Err("name must not contain control characters")
+    } else if name.chars().any(invisible) {
+        Err("name must not contain direction overrides or invisible characters")
     } else {
         Ok(name.to_owned())
     }
@@ -506,6 +523,20 @@ mod tests {
         assert!(clean_name(&"é".repeat(33)).is_err());
         assert!(clean_name("   ").is_err());
         assert!(clean_name("a\u{7}b").is_err());
+        for spoof in [
+            "adm\u{202E}nimda",
+            "ali\u{200B}ce",
+            "bob\u{2066}",
+            "\u{FEFF}eve",
+            "x\u{200D}y",
+        ] {
+            assert!(clean_name(spoof).is_err(), "{spoof:?}");
+        }
+        assert_eq!(
+            clean_name("Zoë 👩‍💻"),
+            Err("name must not contain direction overrides or invisible characters")
+        );
+        assert_eq!(clean_name("Zoë 😀"), Ok("Zoë 😀".into()));
     }
 
     #[test]

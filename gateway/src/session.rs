@@ -384,8 +384,8 @@ impl Session {
     }
 
     fn hello(&mut self, name: Option<String>, token: Option<String>) -> Result<(), (u16, &'static str)> {
-        let (id, claimed_name) = match &self.state.config.jwt_secret {
-            Some(secret) => match auth::verify(secret, token.as_deref()) {
+        let (id, claimed_name) = match &self.state.config.auth {
+            Some(rules) => match auth::verify(rules, token.as_deref()) {
                 Ok(claims) => (claims.sub, claims.name),
                 Err(why) => {
                     self.error(ErrorCode::Unauthorized, &why.to_string(), None);

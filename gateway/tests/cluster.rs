@@ -95,7 +95,7 @@ async fn presence_spans_gateways_within_two_seconds() {
 async fn hello_with_token(url: &str, sub: &str, name: &str) -> Client {
     let mut client = Client::connect(url).await;
     client
-        .send(json!({"type": "hello", "token": token("cluster-secret", sub, Some(name), 300)}))
+        .send(json!({"type": "hello", "token": token("cluster-secret-of-at-least-32-bytes", sub, Some(name), 300)}))
         .await;
     client.expect("welcome").await;
     client
@@ -103,7 +103,7 @@ async fn hello_with_token(url: &str, sub: &str, name: &str) -> Client {
 
 #[tokio::test]
 async fn one_user_on_two_gateways_is_one_member_until_the_last_connection_leaves() {
-    let Some(settings) = cluster(&[("WHISPER_JWT_SECRET", "cluster-secret")]) else {
+    let Some(settings) = cluster(&[("WHISPER_JWT_SECRET", "cluster-secret-of-at-least-32-bytes")]) else {
         return;
     };
     let room = unique("room");

@@ -195,9 +195,9 @@ async fn sending_on_past_the_rate_limit_closes_with_4008() {
 
 #[tokio::test]
 async fn jwt_auth_accepts_good_tokens_and_closes_4001_on_bad_ones() {
-    let gw = Gateway::start(&[("WHISPER_JWT_SECRET", "s3cret")]).await;
+    let gw = Gateway::start(&[("WHISPER_JWT_SECRET", "s3cret-that-is-at-least-32-bytes")]).await;
     let mut c = Client::connect(&gw.url()).await;
-    c.send(json!({"type": "hello", "name": "ignored", "token": token("s3cret", "user-7", Some("Alice"), 60)}))
+    c.send(json!({"type": "hello", "name": "ignored", "token": token("s3cret-that-is-at-least-32-bytes", "user-7", Some("Alice"), 60)}))
         .await;
     let welcome = c.expect("welcome").await;
     assert_eq!(welcome["user"], json!({"id": "user-7", "name": "Alice"}));
@@ -205,7 +205,7 @@ async fn jwt_auth_accepts_good_tokens_and_closes_4001_on_bad_ones() {
     // Two connections of one user are one member.
     let mut again = Client::connect(&gw.url()).await;
     again
-        .send(json!({"type": "hello", "name": "x", "token": token("s3cret", "user-7", None, 60)}))
+        .send(json!({"type": "hello", "name": "x", "token": token("s3cret-that-is-at-least-32-bytes", "user-7", None, 60)}))
         .await;
     assert_eq!(again.expect("welcome").await["user"]["name"], "x");
     c.join("lobby").await;
@@ -215,7 +215,7 @@ async fn jwt_auth_accepts_good_tokens_and_closes_4001_on_bad_ones() {
     for bad in [
         json!({"type": "hello", "name": "eve"}),
         json!({"type": "hello", "name": "eve", "token": token("wrong", "eve", None, 60)}),
-        json!({"type": "hello", "name": "eve", "token": token("s3cret", "eve", None, -120)}),
+        json!({"type": "hello", "name": "eve", "token": token("s3cret-that-is-at-least-32-bytes", "eve", None, -120)}),
         json!({"type": "hello", "name": "eve", "token": "not-a-jwt"}),
     ] {
         let mut c = Client::connect(&gw.url()).await;

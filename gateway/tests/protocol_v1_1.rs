@@ -218,3 +218,24 @@ async fn a_silent_socket_is_closed_with_4010_and_leaves_and_a_live_one_stays() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(live.request(json!({"type": "ping"})).await["type"], "pong");
 }
+
+#[tokio::test]
+async fn no_log_line_carries_what_users_wrote_even_at_trace() {
+    let path = std::env::temp_dir().join(unique("gateway-log"));
+    let log = std::fs::File::create(&path).unwrap();
+    let mut gw = Gateway::start_logging_to(&[("WHISPER_LOG", "trace")], log).await;
+    let mut a = Client::hello(&gw.url(), "a").await;
+    a.join("lobby").await;
+    let secret = unique("words-only-for-the-room");
+    a.say("lobby", &secret).await;
+    a.next_message().await;
+    gw.signal("TERM");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(text.contains("TRACE"), "a trace-level log was written:\n{text}");
+    assert!(
+        text.contains("closing") || text.contains("session"),
+        "sessions are in the log:\n{text}"
+    );
+    assert!(!text.contains(&secret), "message text in the log:\n{text}");
+}

@@ -74,6 +74,15 @@ pub struct Gateway {
 impl Gateway {
     /// Starts a gateway with these settings and waits until it is ready.
     pub async fn start(settings: &[(&str, &str)]) -> Gateway {
+        Self::spawn(settings, Stdio::inherit()).await
+    }
+
+    /// Starts a gateway whose log (stderr) goes to `log`.
+    pub async fn start_logging_to(settings: &[(&str, &str)], log: std::fs::File) -> Gateway {
+        Self::spawn(settings, Stdio::from(log)).await
+    }
+
+    async fn spawn(settings: &[(&str, &str)], stderr: Stdio) -> Gateway {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let id = unique("gw");
         let mut command = Command::new(env!("CARGO_BIN_EXE_whisper-gateway"));
@@ -84,7 +93,7 @@ impl Gateway {
             .env("WHISPER_GATEWAY_ID", &id)
             .env("WHISPER_LOG", "info,whisper_gateway=debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in settings {
             command.env(k, v);
         }
