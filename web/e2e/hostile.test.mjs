@@ -45,8 +45,9 @@ scenario(
   async (s) => {
     const gw = await s.gateway({ name: 'hostile', settings: { WHISPER_MAX_TEXT_BYTES: '8192' } });
     const room = unique('hostile');
-    // A name with a direction override too: it must not turn the message line around.
-    const eve = await s.user(gw, 'Eve\u202Eevil', { room });
+    // A right-to-left name too (direction overrides are refused as names):
+    // it must not turn the message line around.
+    const eve = await s.user(gw, 'שלום Eve', { room });
     const ann = await s.user(gw, 'Ann', { room });
 
     for (const text of HOSTILE) await send(eve, text);

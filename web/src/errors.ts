@@ -46,7 +46,7 @@ export function describeError(
     case 'invalid_room':
       return 'Room names use a–z, 0–9, “-” and “_”, start with a letter or digit, and are at most 64 characters.';
     case 'invalid_name':
-      return 'That name is not allowed: use 1–32 characters and no control characters.';
+      return 'That name is not allowed: use 1–32 characters, without control, direction-override or invisible characters.';
     case 'too_large':
       return `That message is too long: the limit is ${limits.max_text_bytes.toLocaleString('en-US')} bytes.`;
     case 'empty':
