@@ -179,7 +179,13 @@ async fn every_dashboard_query_and_alert_rule_works_on_real_metrics() {
         bob.next_message().await;
         sent += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if sent >= 20 {
+        // Prometheus may still be starting (its storage first): wait for it
+        // to listen before asking.
+        if sent >= 20
+            && http_get(prometheus, "/-/ready")
+                .await
+                .is_some_and(|(code, _)| code == 200)
+        {
             let up = query(prometheus, "count(up == 1)").await;
             let want = if controller.is_some() { "3" } else { "2" };
             let scraped = query(prometheus, "min(count_over_time(whisper_connections[1m]))").await;
