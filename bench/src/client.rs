@@ -40,6 +40,30 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
 }
 
+impl Shared {
+    /// Counters for `rooms` rooms; with a warm-up, nothing counts until it ends.
+    pub(crate) fn new(rooms: usize, warmup: bool) -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            measure_from_us: AtomicU64::new(if warmup { u64::MAX } else { 0 }),
+            acked_per_room: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Deliveries owed: every acked message to every member of its room.
+    pub(crate) fn expected(&self, members: &[u64]) -> u64 {
+        self.acked_per_room
+            .iter()
+            .zip(members)
+            .map(|(acked, m)| acked.load(Ordering::Relaxed) * m)
+            .sum()
+    }
+}
+
 /// What the scheduler asks of a connection.
 #[derive(Debug)]
 pub(crate) enum Command {

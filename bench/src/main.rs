@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -506,30 +506,6 @@ fn human(r: &Value) -> String {
         ),
     ]
     .join("\n")
-}
-
-impl Shared {
-    /// Counters for `rooms` rooms; with a warm-up, nothing counts until it ends.
-    fn new(rooms: usize, warmup: bool) -> Self {
-        Self {
-            sent: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            measure_from_us: AtomicU64::new(if warmup { u64::MAX } else { 0 }),
-            acked_per_room: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
-            epoch: Instant::now(),
-        }
-    }
-
-    /// Deliveries owed: every acked message to every member of its room.
-    fn expected(&self, members: &[u64]) -> u64 {
-        self.acked_per_room
-            .iter()
-            .zip(members)
-            .map(|(acked, m)| acked.load(Ordering::Relaxed) * m)
-            .sum()
-    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::auth::{MIN_SECRET_BYTES, TokenRules};
+use crate::filter::ContentFilter;
 use crate::protocol::Limits;
 
 /// Declares the raw settings once: each becomes a flag, an environment
@@ -144,8 +146,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub idle_timeout: Duration,
     pub require_encryption: bool,
-    /// The deny rules' file, read and checked at start.
-    pub content_filter: Option<PathBuf>,
+    /// The content filter, its file read and checked once, at start.
+    pub content_filter: Option<Arc<ContentFilter>>,
 }
 
 impl Config {
@@ -266,10 +268,12 @@ impl Config {
                 ));
             }
         };
-        let content_filter = s.content_filter.map(PathBuf::from);
-        if let Some(path) = &content_filter {
-            crate::filter::Rules::read(path).map_err(|e| bad("WHISPER_CONTENT_FILTER", e))?;
-        }
+        let content_filter = match s.content_filter {
+            Some(path) => Some(Arc::new(
+                ContentFilter::load(Path::new(&path)).map_err(|e| bad("WHISPER_CONTENT_FILTER", e))?,
+            )),
+            None => None,
+        };
         let allowed_origins = s.allowed_origins.map(|list| {
             list.split(',')
                 .map(|o| o.trim().trim_end_matches('/').to_owned())
@@ -436,7 +440,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.send_queue_bytes, 1 << 20);
         assert!(!c.require_encryption);
-        assert_eq!(c.content_filter, None);
+        assert!(c.content_filter.is_none());
     }
 
     #[test]

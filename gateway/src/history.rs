@@ -236,16 +236,10 @@ mod tests {
         }
     }
 
-    /// History of one message's kind, as the caller stores it.
-    trait Store {
-        fn put(&mut self, message: ChatMessage, now_ms: i64) -> Removed;
-    }
-
-    impl Store for History {
-        fn put(&mut self, message: ChatMessage, now_ms: i64) -> Removed {
-            let frame = ServerFrame::Message(&message).to_json().into();
-            self.insert(&message, frame, now_ms)
-        }
+    /// Stores a message with its frame, as the rooms do.
+    fn put(h: &mut History, message: ChatMessage, now_ms: i64) -> Removed {
+        let frame = ServerFrame::Message(&message).to_json().into();
+        h.insert(&message, frame, now_ms)
     }
 
     fn ids(frames: &[Utf8Bytes]) -> Vec<String> {
@@ -262,9 +256,9 @@ mod tests {
     fn keeps_the_newest_per_room_in_order() {
         let mut h = History::new(usize::MAX);
         for i in 0..250 {
-            h.put(msg("a", i, 10_000), 0);
+            put(&mut h, msg("a", i, 10_000), 0);
         }
-        h.put(msg("b", 999, 10_000), 0);
+        put(&mut h, msg("b", 999, 10_000), 0);
         let a = h.since("a", None, 0);
         assert_eq!(a.len(), PER_ROOM);
         assert_eq!(ids(&a).first().unwrap(), "50");
@@ -276,7 +270,7 @@ mod tests {
     fn since_gives_what_came_after() {
         let mut h = History::new(usize::MAX);
         for i in 0..5 {
-            h.put(msg("a", i, 10_000), 0);
+            put(&mut h, msg("a", i, 10_000), 0);
         }
         assert_eq!(ids(&h.since("a", Some("2"), 0)), ["3", "4"]);
         assert_eq!(ids(&h.since("a", Some("4"), 0)), Vec::<String>::new());
@@ -287,9 +281,9 @@ mod tests {
     #[test]
     fn expired_messages_are_never_served_and_swept() {
         let mut h = History::new(usize::MAX);
-        h.put(msg("a", 1, 1_000), 0);
-        h.put(msg("a", 2, 5_000), 0);
-        assert_eq!(h.put(msg("a", 3, 500), 600).expired, 1);
+        put(&mut h, msg("a", 1, 1_000), 0);
+        put(&mut h, msg("a", 2, 5_000), 0);
+        assert_eq!(put(&mut h, msg("a", 3, 500), 600).expired, 1);
         assert_eq!(ids(&h.since("a", None, 2_000)), ["2"]);
         assert_eq!(h.sweep(2_000).expired, 1);
         assert_eq!(h.len(), 1);
@@ -302,14 +296,14 @@ mod tests {
     #[test]
     fn memory_bound_evicts_the_oldest_across_rooms() {
         let mut h = History::new(1);
-        h.put(msg("a", 1, 10_000), 0);
+        put(&mut h, msg("a", 1, 10_000), 0);
         assert_eq!(h.bytes(), 0, "a single message over the bound is evicted at once");
         let mut h = History::new(usize::MAX);
-        h.put(msg("a", 1, 10_000), 0);
+        put(&mut h, msg("a", 1, 10_000), 0);
         let one = h.bytes();
         let mut h = History::new(3 * one);
         for (room, id) in [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)] {
-            h.put(msg(room, id, 10_000), 0);
+            put(&mut h, msg(room, id, 10_000), 0);
         }
         assert!(h.bytes() <= 3 * one);
         assert_eq!(h.len(), 3);

@@ -86,7 +86,8 @@ pub fn idempotent_id(room: &str, cid: &str) -> String {
     let mut id = String::with_capacity(IDEMPOTENT_ID_PREFIX.len() + 32);
     id.push_str(IDEMPOTENT_ID_PREFIX);
     for byte in &digest[..16] {
-        id.push_str(&format!("{byte:02x}"));
+        use std::fmt::Write;
+        write!(id, "{byte:02x}").expect("writing to a String cannot fail");
     }
     id
 }
@@ -159,20 +160,24 @@ pub enum ClientFrame {
     Leave {
         room: String,
     },
-    Send {
-        room: String,
-        text: String,
-        reference: Option<String>,
-        /// Idempotency key (v1.1), checked: 16-64 of A-Z a-z 0-9 _ -.
-        cid: Option<String>,
-        /// Requested lifetime in ms (v1.1), not yet checked against the limits.
-        ttl_ms: Option<u64>,
-        /// Encryption scheme of `text` (v1.1), checked: 1-32 of a-z 0-9 -.
-        enc: Option<String>,
-    },
+    Send(SendFrame),
     Ping {
         reference: Option<String>,
     },
+}
+
+/// A `send`, its shape checked (its values are checked by the session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFrame {
+    pub room: String,
+    pub text: String,
+    pub reference: Option<String>,
+    /// Idempotency key (v1.1), checked: 16-64 of A-Z a-z 0-9 _ -.
+    pub cid: Option<String>,
+    /// Requested lifetime in ms (v1.1), not yet checked against the limits.
+    pub ttl_ms: Option<u64>,
+    /// Encryption scheme of `text` (v1.1), checked: 1-32 of a-z 0-9 -.
+    pub enc: Option<String>,
 }
 
 /// Why a text frame could not be read as a client frame.
@@ -236,18 +241,18 @@ impl ClientFrame {
             "leave" => Ok(Self::Leave {
                 room: required("room")?,
             }),
-            "send" => Ok(Self::Send {
+            "send" => Ok(Self::Send(SendFrame {
                 room: required("room")?,
                 text: required("text")?,
-                cid: word(string("cid")?, "cid", 16..=64, "A-Z a-z 0-9 _ -").map_err(bad)?,
-                enc: word(string("enc")?, "enc", 1..=32, "a-z 0-9 -").map_err(bad)?,
+                cid: word(string("cid")?, "cid", 16..=64, CID_ALPHABET).map_err(bad)?,
+                enc: word(string("enc")?, "enc", 1..=32, ENC_ALPHABET).map_err(bad)?,
                 ttl_ms: match object.get("ttl_ms") {
                     None | Some(Value::Null) => None,
                     Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
                     Some(_) => return Err(bad("`ttl_ms` must be a whole number of milliseconds".into())),
                 },
                 reference,
-            }),
+            })),
             "ping" => Ok(Self::Ping { reference }),
             other => Err(bad(format!("unknown frame type `{other}`"))),
         }
@@ -327,22 +332,23 @@ impl ServerFrame<'_> {
     }
 }
 
-/// Checks an optional identifier-like field: `length` bytes, each in
-/// `alphabet` (a description the check itself reads: ranges like `a-z` and
-/// single characters, separated by spaces).
+/// The characters a `cid` may hold: `A-Z a-z 0-9 _ -`.
+const CID_ALPHABET: (&str, fn(u8) -> bool) = ("A-Z a-z 0-9 _ -", |b| {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+});
+/// The characters an `enc` scheme may hold: `a-z 0-9 -`.
+const ENC_ALPHABET: (&str, fn(u8) -> bool) = ("a-z 0-9 -", |b| {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+});
+
+/// Checks an optional identifier-like field: `length` bytes, each of the
+/// alphabet (its description for the error, and its test).
 fn word(
     value: Option<String>,
     field: &str,
     length: std::ops::RangeInclusive<usize>,
-    alphabet: &str,
+    (alphabet, allowed): (&str, fn(u8) -> bool),
 ) -> Result<Option<String>, String> {
-    let allowed = |b: u8| {
-        alphabet.split(' ').any(|part| match part.as_bytes() {
-            [lo, b'-', hi] => (*lo..=*hi).contains(&b),
-            [one] => *one == b,
-            _ => false,
-        })
-    };
     match value {
         Some(v) if !(length.contains(&v.len()) && v.bytes().all(allowed)) => Err(format!(
             "`{field}` must be {}-{} of {alphabet}",
@@ -447,27 +453,27 @@ mod tests {
         );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"send","room":"lobby","text":"hi","ref":"c-1"}"#),
-            Ok(ClientFrame::Send {
+            Ok(ClientFrame::Send(SendFrame {
                 room: "lobby".into(),
                 text: "hi".into(),
                 reference: Some("c-1".into()),
                 cid: None,
                 ttl_ms: None,
                 enc: None,
-            })
+            }))
         );
         assert_eq!(
             ClientFrame::parse(
                 r#"{"type":"send","room":"r","text":"x","cid":"0123456789abcdef_-AZ","ttl_ms":30000,"enc":"aes-gcm-v1"}"#
             ),
-            Ok(ClientFrame::Send {
+            Ok(ClientFrame::Send(SendFrame {
                 room: "r".into(),
                 text: "x".into(),
                 reference: None,
                 cid: Some("0123456789abcdef_-AZ".into()),
                 ttl_ms: Some(30_000),
                 enc: Some("aes-gcm-v1".into()),
-            })
+            }))
         );
         for bad in [
             r#"{"type":"send","room":"r","text":"x","cid":"short"}"#,
@@ -599,7 +605,7 @@ mod tests {
         ) {
             let frame = serde_json::json!({"type": kind, "room": room, "text": text, "ref": reference});
             match ClientFrame::parse(&frame.to_string()) {
-                Ok(ClientFrame::Send { room: r, text: t, .. }) => {
+                Ok(ClientFrame::Send(SendFrame { room: r, text: t, .. })) => {
                     prop_assert_eq!(Some(r), room);
                     prop_assert_eq!(Some(t), text);
                 }

@@ -144,17 +144,12 @@ impl Outbox {
         true
     }
 
-    /// Waits until frames are queued, then moves them all into `batch`
-    /// (which must be empty; its allocation is reused).
+    /// Waits until frames are queued, then moves them all into `batch`.
     pub async fn take(&self, batch: &mut VecDeque<Outgoing>) {
         loop {
-            {
-                let mut frames = self.queue.frames.lock().expect("outbox lock");
-                if !frames.queued.is_empty() {
-                    std::mem::swap(&mut frames.queued, batch);
-                    frames.bytes = 0;
-                    return;
-                }
+            self.take_now(batch);
+            if !batch.is_empty() {
+                return;
             }
             self.queue.ready.notified().await;
         }

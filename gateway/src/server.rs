@@ -23,7 +23,6 @@ use crate::bus::memory::MemoryBus;
 use crate::bus::{Bus, BusError};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::filter::ContentFilter;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
@@ -57,8 +56,6 @@ pub struct Shared {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn Presence>,
     pub rooms: Rooms,
-    /// The content filter, when one is configured.
-    pub filter: Option<Arc<ContentFilter>>,
     pub metrics: Metrics,
     /// Cancelled when the gateway starts shutting down.
     pub shutdown: CancellationToken,
@@ -81,8 +78,6 @@ pub enum Error {
     Bus(#[from] BusError),
     #[error("presence store setup failed: {0}")]
     Presence(String),
-    #[error("content filter: {0}")]
-    Filter(String),
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -102,13 +97,8 @@ pub async fn connect(config: Config) -> Result<AppState, Error> {
         }
         None => Arc::new(MemoryPresence::default()),
     };
-    let filter = match &config.content_filter {
-        Some(path) => Some(Arc::new(ContentFilter::load(path).map_err(Error::Filter)?)),
-        None => None,
-    };
     Ok(Arc::new(Shared {
         rooms: Rooms::new(config.history_max_bytes, config.ttl.as_millis() as i64),
-        filter,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         metrics: Metrics::default(),
         shutdown: CancellationToken::new(),
@@ -130,7 +120,7 @@ pub async fn run(
     tokio::spawn(dispatch_messages(state.clone(), background.clone()));
     tokio::spawn(dispatch_presence(state.clone(), background.clone()));
     tokio::spawn(sweep(state.clone(), background.clone()));
-    if let Some(filter) = &state.filter {
+    if let Some(filter) = &state.config.content_filter {
         tokio::spawn(filter.clone().watch(background.clone()));
     }
 

@@ -17,7 +17,7 @@ use crate::auth;
 use crate::bus::BusError;
 use crate::clock::now_ms;
 use crate::protocol::{
-    ChatMessage, ClientFrame, ErrorCode, Member, ServerFrame, clean_name, close, idempotent_id, valid_room,
+    ChatMessage, ClientFrame, ErrorCode, Member, SendFrame, ServerFrame, clean_name, close, idempotent_id, valid_room,
 };
 use crate::ratelimit::TokenBucket;
 use crate::rooms::{Bounds, Outbox, Outgoing};
@@ -73,12 +73,17 @@ pub async fn serve(state: AppState, socket: WebSocket) {
         let reason = session.read(stream, too_slow).await;
         // Close first: the client hears why at once, even when the presence
         // store is slow to answer the leaves below.
-        if let Some((code, why)) = reason {
-            tracing::debug!(code, why, "closing");
-            let _ = close_tx.send(CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(why),
-            });
+        // When the client closed, there is nothing more to write: dropping
+        // the sender ends the writer at once.
+        match reason {
+            Some((code, why)) => {
+                tracing::debug!(code, why, "closing");
+                let _ = close_tx.send(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(why),
+                });
+            }
+            None => drop(close_tx),
         }
         session.leave_all().await;
         session.state.metrics.connections.dec();
@@ -170,15 +175,6 @@ async fn finish(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, close:
 /// A `send` on its way to the bus: the client's ref, the room, the message
 /// id, and whether the bus took it.
 type Pending = (Option<String>, String, String, Result<(), BusError>);
-
-/// What a `send` asks for, before its checks.
-struct SendRequest {
-    room: String,
-    text: String,
-    cid: Option<String>,
-    ttl_ms: Option<u64>,
-    enc: Option<String>,
-}
 
 struct Session {
     state: AppState,
@@ -339,7 +335,7 @@ impl Session {
                 }
             };
         };
-        if !matches!(frame, ClientFrame::Send { .. }) {
+        if !matches!(frame, ClientFrame::Send(_)) {
             self.rate_limited_in_a_row = 0;
         }
         match frame {
@@ -355,25 +351,8 @@ impl Session {
                 let span = tracing::info_span!("leave", room);
                 self.leave(&user, room).instrument(span).await;
             }
-            ClientFrame::Send {
-                room,
-                text,
-                reference,
-                cid,
-                ttl_ms,
-                enc,
-            } => {
-                let delivery = self.send(
-                    user,
-                    SendRequest {
-                        room,
-                        text,
-                        cid,
-                        ttl_ms,
-                        enc,
-                    },
-                    reference,
-                );
+            ClientFrame::Send(send) => {
+                let delivery = self.send(user, send);
                 if self.rate_limited_in_a_row > MAX_RATE_LIMITED {
                     return Err((close::POLICY, "kept sending past the rate limits"));
                 }
@@ -459,17 +438,13 @@ impl Session {
         self.push(ServerFrame::Left { room: &room });
     }
 
-    fn send(
-        &mut self,
-        user: Member,
-        send: SendRequest,
-        reference: Option<String>,
-    ) -> Option<futures::future::BoxFuture<'static, Pending>> {
+    fn send(&mut self, user: Member, send: SendFrame) -> Option<futures::future::BoxFuture<'static, Pending>> {
         let limits = self.state.config.limits;
         let ttl_ms = self.state.config.ttl.as_millis() as u64;
-        let SendRequest {
+        let SendFrame {
             room,
             text,
+            reference,
             cid,
             ttl_ms: lifetime,
             enc,
@@ -495,7 +470,14 @@ impl Session {
                 ErrorCode::EncryptionRequired,
                 "this gateway only carries end-to-end encrypted text (enc)".to_owned(),
             ))
-        } else if enc.is_none() && self.state.filter.as_ref().is_some_and(|f| f.blocks(&text)) {
+        } else if enc.is_none()
+            && self
+                .state
+                .config
+                .content_filter
+                .as_ref()
+                .is_some_and(|f| f.blocks(&text))
+        {
             self.state.metrics.messages_blocked.inc();
             Some((
                 ErrorCode::Blocked,
@@ -577,7 +559,7 @@ impl Session {
 
 fn frame_ref(frame: &ClientFrame) -> Option<&str> {
     match frame {
-        ClientFrame::Send { reference, .. } | ClientFrame::Ping { reference } => reference.as_deref(),
+        ClientFrame::Send(SendFrame { reference, .. }) | ClientFrame::Ping { reference } => reference.as_deref(),
         _ => None,
     }
 }
