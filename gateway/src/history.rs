@@ -5,7 +5,7 @@
 //! again and shares the bytes with the sockets. A plain data structure; the
 //! caller holds the lock and the clock.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -15,7 +15,8 @@ use crate::protocol::ChatMessage;
 /// Messages kept per room, newest first to go.
 pub const PER_ROOM: usize = 200;
 
-/// Bytes of bookkeeping per stored message, beyond its strings.
+/// Bytes of bookkeeping per stored message, beyond its strings: the entry
+/// and its place in both indexes.
 const OVERHEAD: usize = 160;
 
 #[derive(Debug)]
@@ -37,16 +38,22 @@ pub struct Removed {
     pub expired: usize,
 }
 
-/// Per-room history with TTL and a memory bound.
+/// Per-room history with TTL and a memory bound. Every stored message is in
+/// its room and in two indexes, and leaves all three together, whatever
+/// removes it: so the indexes never outgrow what is stored, and each
+/// removal costs O(log n) plus a room's length, not a walk of everything.
 #[derive(Debug)]
 pub struct History {
+    /// Each room's messages in arrival order (rising `seq`).
     rooms: HashMap<Arc<str>, VecDeque<Entry>>,
-    /// Every stored message by arrival, oldest first, to evict across rooms.
-    /// Entries already dropped from their room are skipped when reached.
-    arrivals: VecDeque<(u64, Arc<str>, i64)>,
+    /// Every stored message by arrival: the oldest go first under the
+    /// memory bound.
+    arrivals: BTreeMap<u64, Arc<str>>,
+    /// Every stored message by expiry (lifetimes differ per message): the
+    /// sweep takes only what has expired.
+    expiries: BTreeSet<(i64, u64)>,
     next_seq: u64,
     bytes: usize,
-    len: usize,
     max_bytes: usize,
 }
 
@@ -54,10 +61,10 @@ impl History {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             rooms: HashMap::new(),
-            arrivals: VecDeque::new(),
+            arrivals: BTreeMap::new(),
+            expiries: BTreeSet::new(),
             next_seq: 0,
             bytes: 0,
-            len: 0,
             max_bytes,
         }
     }
@@ -77,8 +84,10 @@ impl History {
             Some((room, _)) => room.clone(),
             None => message.room.as_str().into(),
         };
-        self.arrivals.push_back((seq, room.clone(), message.expires_at));
-        let entries = self.rooms.entry(room).or_default();
+        self.arrivals.insert(seq, room.clone());
+        self.expiries.insert((message.expires_at, seq));
+        self.bytes += bytes;
+        let entries = self.rooms.entry(room.clone()).or_default();
         entries.push_back(Entry {
             seq,
             bytes,
@@ -86,32 +95,37 @@ impl History {
             expires_at: message.expires_at,
             frame,
         });
-        self.bytes += bytes;
-        self.len += 1;
         if entries.len() > PER_ROOM {
-            let old = entries.pop_front().expect("room is not empty");
-            self.bytes -= old.bytes;
-            self.len -= 1;
+            let oldest = entries.front().expect("room is not empty").seq;
+            self.remove(&room, oldest);
             removed.evicted += 1;
         }
         while self.bytes > self.max_bytes {
-            let Some((seq, room, _)) = self.arrivals.pop_front() else {
+            let Some((&oldest, room)) = self.arrivals.first_key_value() else {
                 break;
             };
-            let Some(entries) = self.rooms.get_mut(&room) else {
-                continue;
-            };
-            if entries.front().is_some_and(|e| e.seq == seq) {
-                let old = entries.pop_front().expect("front exists");
-                self.bytes -= old.bytes;
-                self.len -= 1;
-                removed.evicted += 1;
-                if entries.is_empty() {
-                    self.rooms.remove(&room);
-                }
-            }
+            let room = room.clone();
+            self.remove(&room, oldest);
+            removed.evicted += 1;
         }
         removed
+    }
+
+    /// Removes message `seq` of `room` from the room and both indexes.
+    fn remove(&mut self, room: &Arc<str>, seq: u64) {
+        let Some(entries) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Ok(at) = entries.binary_search_by_key(&seq, |e| e.seq) else {
+            return;
+        };
+        let entry = entries.remove(at).expect("found it");
+        if entries.is_empty() {
+            self.rooms.remove(room);
+        }
+        self.arrivals.remove(&seq);
+        self.expiries.remove(&(entry.expires_at, seq));
+        self.bytes -= entry.bytes;
     }
 
     /// The `message` frames of the room's unexpired messages, oldest first;
@@ -133,38 +147,31 @@ impl History {
             .collect()
     }
 
-    /// Drops every message expired at `now_ms`.
+    /// Drops every message expired at `now_ms`, touching only those.
     pub fn sweep(&mut self, now_ms: i64) -> Removed {
         let mut expired = 0;
-        let mut freed = 0;
-        self.rooms.retain(|_, entries| {
-            entries.retain(|e| {
-                let keep = e.expires_at > now_ms;
-                if !keep {
-                    expired += 1;
-                    freed += e.bytes;
-                }
-                keep
-            });
-            !entries.is_empty()
-        });
-        self.arrivals.retain(|(_, _, expires_at)| *expires_at > now_ms);
-        self.bytes -= freed;
-        self.len -= expired;
+        while let Some(&(expires_at, seq)) = self.expiries.first() {
+            if expires_at > now_ms {
+                break;
+            }
+            let room = self.arrivals.get(&seq).expect("every expiry has its arrival").clone();
+            self.remove(&room, seq);
+            expired += 1;
+        }
         Removed { evicted: 0, expired }
     }
 
     /// Messages held.
     pub fn len(&self) -> usize {
-        self.len
+        self.arrivals.len()
     }
 
     /// Whether no message is held.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.arrivals.is_empty()
     }
 
-    /// Approximate bytes held.
+    /// Approximate bytes held, indexes included.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -252,6 +259,67 @@ mod tests {
             .collect()
     }
 
+    impl History {
+        /// Every stored message is in its room and in both indexes, and
+        /// nothing else is; the byte count is theirs.
+        fn check(&self) {
+            let stored: usize = self.rooms.values().map(VecDeque::len).sum();
+            assert_eq!((self.arrivals.len(), self.expiries.len()), (stored, stored));
+            let bytes: usize = self.rooms.values().flatten().map(|e| e.bytes).sum();
+            assert_eq!(self.bytes, bytes);
+            for (room, entries) in &self.rooms {
+                for e in entries {
+                    assert_eq!(self.arrivals.get(&e.seq), Some(room));
+                    assert!(self.expiries.contains(&(e.expires_at, e.seq)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn room_eviction_leaves_no_index_entry_behind() {
+        let mut h = History::new(usize::MAX);
+        for i in 0..10 * PER_ROOM as u32 {
+            put(&mut h, msg("busy", i, 1_000_000), 0);
+        }
+        h.check();
+        assert_eq!(h.len(), PER_ROOM);
+        assert_eq!(
+            h.arrivals.len(),
+            PER_ROOM,
+            "the evicted are gone from the arrival index"
+        );
+    }
+
+    #[test]
+    fn the_sweep_takes_only_what_expired_whatever_the_lifetimes() {
+        let mut h = History::new(usize::MAX);
+        for i in 0..100 {
+            // Long and short lifetimes interleaved, as `ttl_ms` allows.
+            let expires_at = if i % 2 == 0 { 100_000 } else { 1_000 + i64::from(i) };
+            put(&mut h, msg(&format!("r{}", i % 7), i, expires_at), 0);
+        }
+        assert_eq!(h.sweep(1_049).expired, 25);
+        h.check();
+        assert_eq!(h.sweep(2_000).expired, 25);
+        h.check();
+        assert_eq!(h.len(), 50);
+        assert_eq!(h.sweep(100_000).expired, 50);
+        assert!(h.is_empty() && h.bytes() == 0);
+    }
+
+    #[test]
+    fn a_flood_across_many_rooms_stays_within_the_bound() {
+        let mut h = History::new(1 << 20);
+        for i in 0..50_000 {
+            put(&mut h, msg(&format!("room-{}", i % 10_000), i, 1_000_000), 0);
+        }
+        h.check();
+        assert!(h.bytes() <= 1 << 20);
+        assert_eq!(h.len(), h.arrivals.len());
+        assert_eq!(h.sweep(0).expired, 0);
+    }
+
     #[test]
     fn keeps_the_newest_per_room_in_order() {
         let mut h = History::new(usize::MAX);
@@ -290,7 +358,8 @@ mod tests {
         h.sweep(6_000);
         assert!(h.is_empty());
         assert_eq!(h.bytes(), 0);
-        assert!(h.rooms.is_empty() && h.arrivals.is_empty());
+        h.check();
+        assert!(h.rooms.is_empty() && h.arrivals.is_empty() && h.expiries.is_empty());
     }
 
     #[test]
