@@ -97,3 +97,45 @@ async fn kafka_down_answers_unavailable_and_traffic_resumes_when_it_returns() {
         "nothing refused was delivered"
     );
 }
+
+#[tokio::test]
+async fn events_missed_while_the_subscription_was_down_are_made_up() {
+    let (Some(brokers), Some(redis_url)) = (kafka(), redis()) else {
+        return;
+    };
+    let topic = unique("resync");
+    let settings = [
+        ("WHISPER_KAFKA_BROKERS", brokers.as_str()),
+        ("WHISPER_KAFKA_TOPIC", topic.as_str()),
+        ("WHISPER_REDIS_URL", redis_url.as_str()),
+    ];
+    let one = Gateway::start(&settings).await;
+    let two = Gateway::start(&settings).await;
+    wait_ready(&one, 200).await;
+    wait_ready(&two, 200).await;
+    let mut alice = Client::hello(&one.url(), "alice").await;
+    alice.join("lobby").await;
+
+    // Every gateway loses its event subscription; bob joins before they
+    // are back, so his `joined` event reaches nobody.
+    let mut admin = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed >= 2, "killed {killed} subscriptions");
+    let mut bob = Client::hello(&two.url(), "bob").await;
+    bob.join("lobby").await;
+
+    let event = tokio::time::timeout(Duration::from_secs(5), alice.expect("presence"))
+        .await
+        .expect("the missed join is made up once the subscription is back");
+    assert_eq!(event["joined"][0]["name"], "bob");
+}

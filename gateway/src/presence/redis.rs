@@ -3,18 +3,29 @@
 //! Keys live under `whisper:{scope}:`, the scope being the cluster's Kafka
 //! topic, so several chat clusters can share one Redis. All expire by
 //! themselves, so nothing outlives the cluster:
-//! - `…room:{room}`: hash, field `{gateway}|{conn}` → member JSON.
-//! - `…gw:{gateway}`: this gateway's heartbeat, expiring after the
+//! - `…room:{room}`: hash, field `{instance}|{conn}` → member JSON.
+//! - `…gw:{instance}`: this process's heartbeat, expiring after the
 //!   heartbeat timeout.
-//! - `…gw:{gateway}:rooms`: set of rooms the gateway has members in.
-//! - `…gateways`: set of gateways, for reaping dead ones.
+//! - `…gw:{instance}:rooms`: set of rooms the process has members in.
+//! - `…gateways`: set of instances, for reaping dead ones.
+//!
+//! An instance is `{gateway id}/{epoch}`, the epoch being fresh for every
+//! process: a gateway restarted under the same id (a pod restart) never
+//! renews its dead incarnation's members, and removes them when it starts.
 //!
 //! Changes are published on the channel `…presence`. Scripts make each
 //! change atomic, so exactly one event goes out per member joining or
-//! leaving, however many gateways race. A gateway whose heartbeat expired is
-//! reaped by whichever gateway notices first, and its members reported left.
+//! leaving, however many gateways race. An instance whose heartbeat expired
+//! is reaped by whichever gateway notices first, and its members reported
+//! left.
+//!
+//! The gateway's own view is authoritative: every heartbeat makes Redis
+//! hold exactly this process's connections (adding what a failed or timed
+//! out call missed, removing what a failed leave left), and after the event
+//! subscription was lost, each local room is told the difference between
+//! the members it last heard of and those Redis holds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -104,9 +115,9 @@ if not present then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1
 ";
 
-/// Removes every connection of one gateway and publishes who left.
-/// KEYS: the gateway's room set, the gateways set. ARGV: field prefix,
-/// room key prefix, channel, gateway id.
+/// Removes every connection of one instance and publishes who left.
+/// KEYS: the instance's room set, the gateways set, its heartbeat.
+/// ARGV: field prefix, room key prefix, channel, instance.
 const REAP: &str = r"
 local rooms = redis.call('SMEMBERS', KEYS[1])
 for _, room in ipairs(rooms) do
@@ -130,23 +141,57 @@ for _, room in ipairs(rooms) do
     redis.call('PUBLISH', ARGV[3], cjson.encode({room = room, left = left}))
   end
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('SREM', KEYS[2], ARGV[4])
 return #rooms
 ";
 
-/// Refreshes the heartbeat and the expiry of every key of this gateway.
-/// Returns 0 when the heartbeat had lapsed (the gateway may have been reaped).
+/// Refreshes the heartbeat. KEYS: the heartbeat, the gateways set, the
+/// instance's room set. ARGV: heartbeat ttl, instance, key ttl.
 const HEARTBEAT: &str = r"
-local existed = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  redis.call('PEXPIRE', ARGV[4] .. room, ARGV[3])
-end
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-return existed
+return 1
+";
+
+/// Makes one room hold exactly the given connections of this instance,
+/// and publishes who joined or left by the change.
+/// KEYS: the room, the instance's room set. ARGV: field prefix, channel,
+/// room, key ttl, then field and member JSON of each local connection.
+const SYNC: &str = r"
+local want, wanted = {}, false
+for i = 5, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1]; wanted = true end
+local before, after = {}, {}
+local vals = redis.call('HGETALL', KEYS[1])
+for i = 1, #vals, 2 do
+  local member = cjson.decode(vals[i + 1])
+  before[member.id] = member
+  if string.sub(vals[i], 1, #ARGV[1]) == ARGV[1] and want[vals[i]] == nil then
+    redis.call('HDEL', KEYS[1], vals[i])
+  end
+end
+for field, member in pairs(want) do redis.call('HSET', KEYS[1], field, member) end
+vals = redis.call('HGETALL', KEYS[1])
+for i = 1, #vals, 2 do
+  local member = cjson.decode(vals[i + 1])
+  after[member.id] = member
+end
+local joined, left = {}, {}
+for id, member in pairs(after) do if before[id] == nil then table.insert(joined, member) end end
+for id, member in pairs(before) do if after[id] == nil then table.insert(left, member) end end
+local event = {room = ARGV[3]}
+if #joined > 0 then event.joined = joined end
+if #left > 0 then event.left = left end
+if #joined + #left > 0 then redis.call('PUBLISH', ARGV[2], cjson.encode(event)) end
+if wanted then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  redis.call('SREM', KEYS[2], ARGV[3])
+end
+return #joined + #left
 ";
 
 /// The timings that follow from the heartbeat timeout: a dead gateway's
@@ -210,28 +255,39 @@ struct WireEvent {
     origin: Option<String>,
 }
 
-/// Redis-backed presence for one gateway.
+/// Redis-backed presence for one gateway process.
 pub struct RedisPresence {
     client: redis::Client,
     conn: ConnectionManager,
     keys: Keys,
+    /// The gateway's id, shared by all its incarnations.
     gateway: String,
+    /// This process: `{gateway}/{epoch}`.
+    instance: String,
     timings: Timings,
-    /// What this gateway has registered, to register again if it was reaped
-    /// while cut off from Redis: (room, conn) → member.
+    /// This process's connections: (room, conn) → member. What Redis is
+    /// made to hold at every heartbeat.
     local: Mutex<HashMap<(String, String), Member>>,
+    /// The members each local room last heard of, to tell it the
+    /// difference after events were missed.
+    known: Mutex<HashMap<String, BTreeMap<String, Member>>>,
+    /// Joins and leaves (shared) against the heartbeat's sync of a room
+    /// (exclusive): a sync never sees a connection that is half added or
+    /// half removed.
+    changes: tokio::sync::RwLock<()>,
     events: broadcast::Sender<PresenceEvent>,
     ready: AtomicBool,
     join: Script,
     leave: Script,
     reap: Script,
     heartbeat: Script,
+    sync: Script,
 }
 
 impl std::fmt::Debug for RedisPresence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisPresence")
-            .field("gateway", &self.gateway)
+            .field("instance", &self.instance)
             .field("timings", &self.timings)
             .finish_non_exhaustive()
     }
@@ -253,19 +309,26 @@ impl RedisPresence {
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(err)?;
+        let epoch = uuid::Uuid::new_v4().simple().to_string();
+        let instance = format!("{gateway}/{}", &epoch[..12]);
+        tracing::info!(instance, "presence instance");
         let presence = Arc::new(Self {
             client,
             conn,
             keys: Keys::new(scope),
             gateway: gateway.to_owned(),
+            instance,
             timings: Timings::new(timeout),
             local: Mutex::default(),
+            known: Mutex::default(),
+            changes: tokio::sync::RwLock::new(()),
             events: broadcast::channel(4096).0,
             ready: AtomicBool::new(false),
             join: Script::new(JOIN),
             leave: Script::new(LEAVE),
             reap: Script::new(REAP),
             heartbeat: Script::new(HEARTBEAT),
+            sync: Script::new(SYNC),
         });
         tokio::spawn(maintain(Arc::downgrade(&presence), presence.timings));
         tokio::spawn(listen(
@@ -277,7 +340,16 @@ impl RedisPresence {
     }
 
     fn field(&self, conn: &str) -> String {
-        format!("{}|{conn}", self.gateway)
+        format!("{}|{conn}", self.instance)
+    }
+
+    /// Whether `instance` is an incarnation of this gateway (the bare id is
+    /// how gateways before instances registered).
+    fn is_incarnation(&self, instance: &str) -> bool {
+        instance == self.gateway
+            || instance
+                .strip_prefix(self.gateway.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 
     async fn register(&self, room: &str, member: &Member, conn: &str) -> Result<Vec<Member>, PresenceError> {
@@ -291,7 +363,7 @@ impl RedisPresence {
         let values: Vec<String> = self
             .join
             .key(self.keys.room(room))
-            .key(self.keys.rooms_of(&self.gateway))
+            .key(self.keys.rooms_of(&self.instance))
             .arg(self.field(conn))
             .arg(serde_json::to_string(&StoredMember::from(member)).map_err(err)?)
             .arg(&member.id)
@@ -302,91 +374,184 @@ impl RedisPresence {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
-        let mut members: Vec<Member> = values
-            .iter()
-            .filter_map(|v| serde_json::from_str::<StoredMember>(v).ok())
-            .map(Member::from)
-            .collect();
-        members.sort_by(|a, b| a.id.cmp(&b.id));
-        members.dedup_by(|a, b| a.id == b.id);
-        Ok(members)
+        Ok(members_of(&values).into_values().collect())
     }
 
-    /// Refreshes the heartbeat; after a lapse, registers every local
-    /// connection again. Returns whether Redis answered.
+    /// Refreshes the heartbeat, then makes Redis hold exactly this
+    /// process's connections. Returns whether Redis answered.
     async fn beat(&self) -> bool {
-        let existed: Result<i64, _> = self
+        let beat: Result<i64, _> = self
             .heartbeat
-            .key(self.keys.heartbeat(&self.gateway))
+            .key(self.keys.heartbeat(&self.instance))
             .key(self.keys.gateways())
-            .key(self.keys.rooms_of(&self.gateway))
+            .key(self.keys.rooms_of(&self.instance))
             .arg(self.timings.heartbeat_ttl.as_millis() as u64)
-            .arg(&self.gateway)
+            .arg(&self.instance)
             .arg(self.timings.key_ttl.as_millis() as u64)
-            .arg(self.keys.room_prefix())
             .invoke_async(&mut self.conn.clone())
             .await;
-        match existed {
-            Ok(1) => true,
-            Ok(_) => {
-                let local: Vec<_> = self
-                    .local
-                    .lock()
-                    .expect("presence lock")
-                    .iter()
-                    .map(|(k, m)| (k.clone(), m.clone()))
-                    .collect();
-                if !local.is_empty() {
-                    tracing::warn!(connections = local.len(), "heartbeat had lapsed; registering again");
-                }
-                for ((room, conn), member) in local {
-                    if let Err(e) = self.register(&room, &member, &conn).await {
-                        tracing::warn!(error = %e, "presence re-registration failed");
-                        return false;
-                    }
-                }
+        if let Err(e) = beat {
+            tracing::warn!(error = %e, "presence heartbeat failed");
+            return false;
+        }
+        match self.sync_all().await {
+            Ok(0) => true,
+            Ok(corrected) => {
+                tracing::warn!(
+                    corrected,
+                    "presence in Redis had drifted from this gateway's; corrected"
+                );
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "presence heartbeat failed");
+                tracing::warn!(error = %e, "presence sync failed");
                 false
             }
         }
     }
 
-    /// Reaps every gateway whose heartbeat has expired.
-    async fn reap_dead(&self) -> Result<(), PresenceError> {
+    /// Syncs every room this process has connections in, by its own record
+    /// or by Redis's. Returns how many members joined or left by it.
+    async fn sync_all(&self) -> Result<i64, PresenceError> {
+        let mut rooms: HashSet<String> = self
+            .conn
+            .clone()
+            .smembers(self.keys.rooms_of(&self.instance))
+            .await
+            .map_err(err)?;
+        rooms.extend(
+            self.local
+                .lock()
+                .expect("presence lock")
+                .keys()
+                .map(|(room, _)| room.clone()),
+        );
+        let mut corrected = 0;
+        for room in rooms {
+            let _exclusive = self.changes.write().await;
+            let mut wanted = Vec::new();
+            for ((r, conn), member) in self.local.lock().expect("presence lock").iter() {
+                if *r == room {
+                    wanted.push((
+                        self.field(conn),
+                        serde_json::to_string(&StoredMember::from(member)).map_err(err)?,
+                    ));
+                }
+            }
+            let mut call = self.sync.key(self.keys.room(&room));
+            call.key(self.keys.rooms_of(&self.instance))
+                .arg(format!("{}|", self.instance))
+                .arg(self.keys.channel())
+                .arg(&room)
+                .arg(self.timings.key_ttl.as_millis() as u64);
+            for (field, member) in wanted {
+                call.arg(field).arg(member);
+            }
+            let changed: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(err)?;
+            corrected += changed;
+        }
+        Ok(corrected)
+    }
+
+    /// Reaps every instance whose heartbeat has expired; on `start`, also
+    /// every earlier incarnation of this gateway at once: it is dead,
+    /// whatever its heartbeat says.
+    async fn reap_dead(&self, start: bool) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
-        let gateways: Vec<String> = conn.smembers(self.keys.gateways()).await.map_err(err)?;
-        for gateway in gateways {
-            let alive: bool = conn.exists(self.keys.heartbeat(&gateway)).await.map_err(err)?;
-            if !alive && gateway != self.gateway {
-                tracing::info!(gateway, "reaping the presence of a gateway that stopped heartbeating");
-                self.reap_gateway(&gateway).await?;
+        let instances: Vec<String> = conn.smembers(self.keys.gateways()).await.map_err(err)?;
+        for instance in instances {
+            if instance == self.instance {
+                continue;
+            }
+            if start && self.is_incarnation(&instance) {
+                tracing::info!(instance, "removing the presence of this gateway's previous incarnation");
+                self.reap_instance(&instance).await?;
+                continue;
+            }
+            let alive: bool = conn.exists(self.keys.heartbeat(&instance)).await.map_err(err)?;
+            if !alive {
+                tracing::info!(instance, "reaping the presence of a gateway that stopped heartbeating");
+                self.reap_instance(&instance).await?;
             }
         }
         Ok(())
     }
 
-    async fn reap_gateway(&self, gateway: &str) -> Result<(), PresenceError> {
+    async fn reap_instance(&self, instance: &str) -> Result<(), PresenceError> {
         let _: i64 = self
             .reap
-            .key(self.keys.rooms_of(gateway))
+            .key(self.keys.rooms_of(instance))
             .key(self.keys.gateways())
-            .arg(format!("{gateway}|"))
+            .key(self.keys.heartbeat(instance))
+            .arg(format!("{instance}|"))
             .arg(self.keys.room_prefix())
             .arg(self.keys.channel())
-            .arg(gateway)
+            .arg(instance)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
         Ok(())
     }
+
+    /// Applies an event to the member lists the local rooms know.
+    fn note(&self, event: &PresenceEvent) {
+        if let Some(members) = self.known.lock().expect("presence lock").get_mut(&event.room) {
+            for m in &event.left {
+                members.remove(&m.id);
+            }
+            for m in &event.joined {
+                members.insert(m.id.clone(), m.clone());
+            }
+        }
+    }
+
+    /// After events may have been missed: tells each local room the
+    /// difference between the members it knows and those Redis holds.
+    async fn resync(&self) -> Result<(), PresenceError> {
+        let rooms: Vec<String> = self.known.lock().expect("presence lock").keys().cloned().collect();
+        for room in rooms {
+            let values: Vec<String> = self.conn.clone().hvals(self.keys.room(&room)).await.map_err(err)?;
+            let now = members_of(&values);
+            let event = {
+                let mut known = self.known.lock().expect("presence lock");
+                let Some(before) = known.get_mut(&room) else { continue };
+                let event = PresenceEvent {
+                    joined: now.values().filter(|m| !before.contains_key(&m.id)).cloned().collect(),
+                    left: before.values().filter(|m| !now.contains_key(&m.id)).cloned().collect(),
+                    room,
+                    origin: None,
+                };
+                *before = now;
+                event
+            };
+            if !event.joined.is_empty() || !event.left.is_empty() {
+                tracing::info!(
+                    room = event.room,
+                    joined = event.joined.len(),
+                    left = event.left.len(),
+                    "presence re-synced"
+                );
+                let _ = self.events.send(event);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Members by id from a room hash's values (a user with several
+/// connections once).
+fn members_of(values: &[String]) -> BTreeMap<String, Member> {
+    values
+        .iter()
+        .filter_map(|v| serde_json::from_str::<StoredMember>(v).ok())
+        .map(|m| (m.id.clone(), Member::from(m)))
+        .collect()
 }
 
 /// Heartbeat and reaper loop, until the presence is dropped.
 async fn maintain(presence: std::sync::Weak<RedisPresence>, timings: Timings) {
     let mut last_beat: Option<tokio::time::Instant> = None;
+    let mut started = false;
     let mut tick = tokio::time::interval(REAP_INTERVAL.min(timings.heartbeat_every));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -400,9 +565,14 @@ async fn maintain(presence: std::sync::Weak<RedisPresence>, timings: Timings) {
                 last_beat = Some(tokio::time::Instant::now());
             }
         }
-        if ok && let Err(e) = presence.reap_dead().await {
-            tracing::warn!(error = %e, "presence reaper failed");
-            ok = false;
+        if ok {
+            match presence.reap_dead(!started).await {
+                Ok(()) => started = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence reaper failed");
+                    ok = false;
+                }
+            }
         }
         if presence.ready.swap(ok, Ordering::Relaxed) != ok {
             if ok {
@@ -415,7 +585,8 @@ async fn maintain(presence: std::sync::Weak<RedisPresence>, timings: Timings) {
 }
 
 /// Forwards the presence channel to local subscribers, reconnecting when
-/// Redis goes away.
+/// Redis goes away; after each (re)subscription the local rooms are
+/// re-synced, as events published meanwhile were lost.
 async fn listen(presence: std::sync::Weak<RedisPresence>, client: redis::Client, channel: String) {
     loop {
         if presence.strong_count() == 0 {
@@ -428,16 +599,23 @@ async fn listen(presence: std::sync::Weak<RedisPresence>, client: redis::Client,
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, subscribed).await {
             Ok(Ok(mut messages)) => {
+                if let Some(presence) = presence.upgrade()
+                    && let Err(e) = presence.resync().await
+                {
+                    tracing::warn!(error = %e, "presence re-sync failed");
+                }
                 while let Some(message) = messages.next().await {
                     let Some(presence) = presence.upgrade() else { return };
                     match serde_json::from_slice::<WireEvent>(message.get_payload_bytes()) {
                         Ok(e) => {
-                            let _ = presence.events.send(PresenceEvent {
+                            let event = PresenceEvent {
                                 room: e.room,
                                 joined: e.joined.into_iter().map(Member::from).collect(),
                                 left: e.left.into_iter().map(Member::from).collect(),
                                 origin: e.origin,
-                            });
+                            };
+                            presence.note(&event);
+                            let _ = presence.events.send(event);
                         }
                         Err(e) => tracing::warn!(error = %e, "unreadable presence event"),
                     }
@@ -459,12 +637,25 @@ impl Presence for RedisPresence {
         conn: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Member>, PresenceError>> {
         Box::pin(async move {
-            let members = self.register(room, member, conn).await?;
+            let _shared = self.changes.read().await;
+            // Recorded first: should the call time out after Redis ran it,
+            // the record is undone below and the next sync removes it.
+            let key = (room.to_owned(), conn.to_owned());
             self.local
                 .lock()
                 .expect("presence lock")
-                .insert((room.to_owned(), conn.to_owned()), member.clone());
-            Ok(members)
+                .insert(key.clone(), member.clone());
+            match self.register(room, member, conn).await {
+                Ok(members) => {
+                    let known = members.iter().map(|m| (m.id.clone(), m.clone())).collect();
+                    self.known.lock().expect("presence lock").insert(room.to_owned(), known);
+                    Ok(members)
+                }
+                Err(e) => {
+                    self.local.lock().expect("presence lock").remove(&key);
+                    Err(e)
+                }
+            }
         })
     }
 
@@ -475,10 +666,14 @@ impl Presence for RedisPresence {
         conn: &'a str,
     ) -> BoxFuture<'a, Result<(), PresenceError>> {
         Box::pin(async move {
-            self.local
-                .lock()
-                .expect("presence lock")
-                .remove(&(room.to_owned(), conn.to_owned()));
+            let _shared = self.changes.read().await;
+            {
+                let mut local = self.local.lock().expect("presence lock");
+                local.remove(&(room.to_owned(), conn.to_owned()));
+                if !local.keys().any(|(r, _)| r == room) {
+                    self.known.lock().expect("presence lock").remove(room);
+                }
+            }
             let event = serde_json::to_string(&WireEvent {
                 room: room.to_owned(),
                 joined: vec![],
@@ -489,13 +684,13 @@ impl Presence for RedisPresence {
             let _: i64 = self
                 .leave
                 .key(self.keys.room(room))
-                .key(self.keys.rooms_of(&self.gateway))
+                .key(self.keys.rooms_of(&self.instance))
                 .arg(self.field(conn))
                 .arg(&member.id)
                 .arg(self.keys.channel())
                 .arg(event)
                 .arg(room)
-                .arg(format!("{}|", self.gateway))
+                .arg(format!("{}|", self.instance))
                 .invoke_async(&mut self.conn.clone())
                 .await
                 .map_err(err)?;
@@ -514,10 +709,10 @@ impl Presence for RedisPresence {
     fn clear(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.local.lock().expect("presence lock").clear();
-            if let Err(e) = self.reap_gateway(&self.gateway).await {
+            self.known.lock().expect("presence lock").clear();
+            if let Err(e) = self.reap_instance(&self.instance).await {
                 tracing::warn!(error = %e, "could not remove this gateway's presence");
             }
-            let _: Result<i64, _> = self.conn.clone().del(self.keys.heartbeat(&self.gateway)).await;
         })
     }
 }
