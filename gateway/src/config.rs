@@ -72,6 +72,8 @@ settings! {
     log = "WHISPER_LOG",
     /// Open WebSocket connections this gateway accepts [default: 10000]
     max_connections = "WHISPER_MAX_CONNECTIONS",
+    /// Open connections per source address; 0 = no cap (behind a proxy that limits them) [default: 100]
+    max_connections_per_ip = "WHISPER_MAX_CONNECTIONS_PER_IP",
     /// Largest accepted frame in bytes [default: 16384]
     max_frame_bytes = "WHISPER_MAX_FRAME_BYTES",
     /// Frames queued for one socket before it is closed as too slow (4009) [default: 256]
@@ -138,6 +140,8 @@ pub struct Config {
     pub allowed_origins: Option<Vec<String>>,
     pub log: String,
     pub max_connections: usize,
+    /// 0: no cap.
+    pub max_connections_per_ip: usize,
     pub max_frame_bytes: usize,
     pub send_queue: usize,
     pub send_queue_bytes: usize,
@@ -298,6 +302,12 @@ impl Config {
             allowed_origins,
             log: s.log.unwrap_or_else(|| "info".into()),
             max_connections: number("WHISPER_MAX_CONNECTIONS", s.max_connections, 10_000, 1..=1_000_000)?,
+            max_connections_per_ip: number(
+                "WHISPER_MAX_CONNECTIONS_PER_IP",
+                s.max_connections_per_ip,
+                100,
+                0..=1_000_000,
+            )?,
             max_frame_bytes,
             send_queue: number("WHISPER_SEND_QUEUE", s.send_queue, 256, 1..=1_000_000)?,
             send_queue_bytes: bytes("WHISPER_SEND_QUEUE_BYTES", s.send_queue_bytes, 1 << 20)?,

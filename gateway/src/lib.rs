@@ -7,6 +7,8 @@
 //! - [`config`]: settings from flags, `WHISPER_*` env and a YAML file.
 //! - [`protocol`]: the frames of protocol v1, their parsing and validation.
 //! - [`server`]: wiring, HTTP routes, background tasks, shutdown.
+//! - [`http`]: accepting connections: caps per address and before the
+//!   upgrade, the header timeout, the end of the grace period.
 //! - [`session`]: one WebSocket connection.
 //! - [`rooms`]: local fan-out to the sockets in each room, over [`history`].
 //! - [`history`]: the expiring per-room message store.
@@ -22,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod filter;
 pub mod history;
+pub mod http;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;

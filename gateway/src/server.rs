@@ -5,13 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -28,7 +28,7 @@ use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
 use crate::presence::redis::RedisPresence;
 use crate::rooms::Rooms;
-use crate::{session, web};
+use crate::{http, session, web};
 
 /// How often expired messages are dropped from memory; the protocol allows 5 s.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,11 +41,6 @@ const READ_BUFFER_BYTES: usize = 512;
 /// Bytes of frames a socket gathers before writing them out; the writer
 /// flushes after each batch anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
-
-/// TCP keepalive on accepted sockets: first probe after this much silence,
-/// then one every interval (the kernel gives up after 9 unanswered).
-const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 pub type AppState = Arc<Shared>;
@@ -124,7 +119,6 @@ pub async fn run(
         tokio::spawn(filter.clone().watch(background.clone()));
     }
 
-    let token = state.shutdown.clone();
     let app = router(state.clone());
     let address = listener.local_addr()?;
     tracing::info!(
@@ -140,33 +134,21 @@ pub async fn run(
         address.ip().to_string()
     };
     tracing::info!("chat at http://{host}:{}/ (open it in two tabs)", address.port());
-    // Without TCP_NODELAY, small frames wait for delayed ACKs (~40 ms).
-    // TCP keepalive finds peers gone without a word (a dropped NAT entry)
-    // even on a socket nothing is written to.
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(TCP_KEEPALIVE_IDLE)
-        .with_interval(TCP_KEEPALIVE_INTERVAL);
-    let listener = listener.tap_io(move |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive) {
-            tracing::debug!(error = %e, "cannot set TCP keepalive");
-        }
+    let token = state.shutdown.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets");
+        token.cancel();
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing sockets");
-            token.cancel();
-        })
-        .await?;
+    let caps = http::Caps {
+        per_address: state.config.max_connections_per_ip,
+        pending: http::MAX_PENDING,
+        header_timeout: http::HEADER_TIMEOUT,
+    };
+    let deadline = http::serve(listener, app, caps, state.shutdown.clone(), state.config.shutdown_grace).await;
 
     state.sessions.close();
-    if tokio::time::timeout(state.config.shutdown_grace, state.sessions.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout_at(deadline, state.sessions.wait()).await.is_err() {
         tracing::warn!("sessions did not end within the grace period");
     }
     state.presence.clear().await;
@@ -186,7 +168,12 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<AppState>,
+    slot: Option<Extension<http::AddressSlot>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "gateway shutting down\n").into_response();
     }
@@ -210,7 +197,7 @@ async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocke
             let sessions = state.sessions.clone();
             sessions.track_future(async move {
                 session::serve(state, socket).await;
-                drop(permit);
+                drop((permit, slot));
             })
         })
 }

@@ -3,10 +3,13 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Client, Gateway, http_get, token};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn error(client: &mut Client) -> Value {
@@ -246,6 +249,77 @@ async fn origins_and_the_connection_cap_are_checked_on_upgrade() {
     let third = upgrade("https://chat.example").await.unwrap_err().to_string();
     assert!(third.contains("503"), "{third}");
     drop((first, second));
+}
+
+/// A WebSocket handshake from the loopback address `source`.
+async fn upgrade_from(
+    gw: &Gateway,
+    source: &str,
+) -> Result<WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(gw.addr).await.unwrap();
+    tokio_tungstenite::client_async(gw.url(), stream)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+#[tokio::test]
+async fn one_address_gets_only_its_share_of_connections() {
+    let gw = Gateway::start(&[("WHISPER_MAX_CONNECTIONS_PER_IP", "3")]).await;
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        mine.push(upgrade_from(&gw, "127.0.0.1").await.unwrap());
+    }
+    let refused = upgrade_from(&gw, "127.0.0.1").await.unwrap_err().to_string();
+    assert!(refused.contains("429"), "{refused}");
+    let other = upgrade_from(&gw, "127.0.0.2").await;
+    assert!(other.is_ok(), "another address is not affected");
+    drop(mine.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while upgrade_from(&gw, "127.0.0.1").await.is_err() {
+        assert!(Instant::now() < deadline, "a closed socket gives its place back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Opens a TCP connection and sends half a request's headers.
+async fn half_a_request(gw: &Gateway) -> TcpStream {
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn a_request_whose_headers_never_end_is_dropped() {
+    let gw = Gateway::start(&[]).await;
+    let mut slow = half_a_request(&gw).await;
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still open after 20 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_within_the_grace_whatever_clients_do() {
+    let mut gw = Gateway::start(&[("WHISPER_SHUTDOWN_GRACE", "2s")]).await;
+    let _slow = half_a_request(&gw).await;
+    let _silent = TcpStream::connect(gw.addr).await.unwrap();
+    let mut reader = Client::hello(&gw.url(), "never-reads").await;
+    reader.join("lobby").await;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || gw.signal("TERM")).await.unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
