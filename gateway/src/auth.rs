@@ -13,6 +13,15 @@ pub struct Claims {
     pub sub: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Expiry, Unix seconds (required by [`verify`]).
+    pub exp: u64,
+}
+
+impl Claims {
+    /// When the token expires, Unix milliseconds.
+    pub fn exp_ms(&self) -> i64 {
+        i64::try_from(self.exp.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
 }
 
 /// Why a token was refused.
@@ -104,7 +113,8 @@ mod tests {
             verify(&r, Some(&good)),
             Ok(Claims {
                 sub: "u-1".into(),
-                name: Some("Alice".into())
+                name: Some("Alice".into()),
+                exp: exp as u64,
             })
         );
         assert_eq!(verify(&r, None), Err(AuthError::Missing));

@@ -164,6 +164,11 @@ pub enum ClientFrame {
     Ping {
         reference: Option<String>,
     },
+    /// A fresh token for the session (v1.1).
+    Auth {
+        token: String,
+        reference: Option<String>,
+    },
 }
 
 /// A `send`, its shape checked (its values are checked by the session).
@@ -254,6 +259,10 @@ impl ClientFrame {
                 reference,
             })),
             "ping" => Ok(Self::Ping { reference }),
+            "auth" => Ok(Self::Auth {
+                token: required("token")?,
+                reference,
+            }),
             other => Err(bad(format!("unknown frame type `{other}`"))),
         }
     }
@@ -271,6 +280,9 @@ pub enum ServerFrame<'a> {
         limits: Limits,
         idle_timeout_ms: u64,
         encryption_required: bool,
+        /// When the session's token expires (auth on only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_expires_at: Option<i64>,
     },
     Left {
         room: &'a str,
@@ -296,6 +308,12 @@ pub enum ServerFrame<'a> {
     Pong {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
+    },
+    /// A token refresh was accepted; the session now lasts until `expires_at`.
+    Authed {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+        expires_at: i64,
     },
 }
 

@@ -36,6 +36,52 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames the writer hands to the socket before flushing at most.
 const WRITE_BATCH: usize = 64;
 
+/// Why the gateway closes a socket: the code and reason of the close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Close {
+    code: u16,
+    reason: &'static str,
+}
+
+impl Close {
+    const fn new(code: u16, reason: &'static str) -> Self {
+        Self { code, reason }
+    }
+}
+
+/// Counts of refused frames in a row: the one place that decides when a
+/// client stops being merely wrong and is closed.
+#[derive(Debug, Default)]
+struct Strikes {
+    bad: u32,
+    rate_limited: u32,
+}
+
+impl Strikes {
+    /// A malformed frame: closes (4000) after [`MAX_BAD_FRAMES`] in a row.
+    fn bad(&mut self) -> Option<Close> {
+        self.bad += 1;
+        (self.bad > MAX_BAD_FRAMES).then_some(Close::new(close::PROTOCOL, "too many bad frames"))
+    }
+
+    /// A frame refused with `rate_limited`: closes (4008) after
+    /// [`MAX_RATE_LIMITED`] in a row.
+    fn rate_limited(&mut self) -> Option<Close> {
+        self.rate_limited += 1;
+        (self.rate_limited > MAX_RATE_LIMITED).then_some(Close::new(close::POLICY, "kept sending past the rate limits"))
+    }
+
+    /// A well-formed frame: the bad streak ends.
+    fn well_formed(&mut self) {
+        self.bad = 0;
+    }
+
+    /// A frame handled within the limits: the rate-limited streak ends.
+    fn within_limits(&mut self) {
+        self.rate_limited = 0;
+    }
+}
+
 /// Serves one upgraded WebSocket until either side ends it.
 pub async fn serve(state: AppState, socket: WebSocket) {
     let conn: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
@@ -64,11 +110,11 @@ pub async fn serve(state: AppState, socket: WebSocket) {
                 Instant::now(),
             ),
             heard: Instant::now(),
+            token_deadline: None,
             state,
             user: None,
             rooms: HashSet::new(),
-            bad_in_a_row: 0,
-            rate_limited_in_a_row: 0,
+            strikes: Strikes::default(),
         };
         let reason = session.read(stream, too_slow).await;
         // Close first: the client hears why at once, even when the presence
@@ -76,11 +122,11 @@ pub async fn serve(state: AppState, socket: WebSocket) {
         // When the client closed, there is nothing more to write: dropping
         // the sender ends the writer at once.
         match reason {
-            Some((code, why)) => {
-                tracing::debug!(code, why, "closing");
+            Some(Close { code, reason }) => {
+                tracing::debug!(code, reason, "closing");
                 let _ = close_tx.send(CloseFrame {
                     code,
-                    reason: Utf8Bytes::from_static(why),
+                    reason: Utf8Bytes::from_static(reason),
                 });
             }
             None => drop(close_tx),
@@ -172,9 +218,17 @@ async fn finish(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, close:
     let _ = tokio::time::timeout_at(deadline, sending).await;
 }
 
-/// A `send` on its way to the bus: the client's ref, the room, the message
+/// A `send` the bus has answered: the client's ref, the room, the message
 /// id, and whether the bus took it.
-type Pending = (Option<String>, String, String, Result<(), BusError>);
+struct Pending {
+    reference: Option<String>,
+    room: String,
+    id: String,
+    result: Result<(), BusError>,
+}
+
+/// A `send` on its way to the bus.
+type Delivery = futures::future::BoxFuture<'static, Pending>;
 
 struct Session {
     state: AppState,
@@ -187,20 +241,16 @@ struct Session {
     frames: TokenBucket,
     /// When the client was last heard from (any frame, pongs included).
     heard: Instant,
-    bad_in_a_row: u32,
-    /// Frames refused with `rate_limited` in a row: over the frame budget,
-    /// or sends over `messages_per_second`.
-    rate_limited_in_a_row: u32,
+    /// When the session's token expires (auth on): then it closes, 4001,
+    /// unless an `auth` frame brought a fresh token.
+    token_deadline: Option<tokio::time::Instant>,
+    strikes: Strikes,
 }
 
 impl Session {
     /// Handles frames until the connection ends; returns the close code and
     /// reason to send, if the gateway is the one closing.
-    async fn read(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        too_slow: CancellationToken,
-    ) -> Option<(u16, &'static str)> {
+    async fn read(&mut self, mut stream: SplitStream<WebSocket>, too_slow: CancellationToken) -> Option<Close> {
         let shutdown = self.state.shutdown.clone();
         let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
         tokio::pin!(hello_deadline);
@@ -210,18 +260,29 @@ impl Session {
         let mut pending = FuturesUnordered::new();
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return Some((close::GOING_AWAY, "gateway shutting down")),
+                () = shutdown.cancelled() => {
+                    // What the bus was given is answered before the close:
+                    // the client learns which of its messages went out.
+                    while let Some(answer) = pending.next().await {
+                        self.delivered(answer);
+                    }
+                    return Some(Close::new(close::GOING_AWAY, "gateway shutting down"));
+                }
                 () = too_slow.cancelled() => {
                     self.state.metrics.slow_consumers.inc();
-                    return Some((close::TOO_SLOW, "too slow: outbound queue overflowed"));
+                    return Some(Close::new(close::TOO_SLOW, "too slow: outbound queue overflowed"));
                 }
                 () = &mut hello_deadline, if self.user.is_none() => {
-                    return Some((close::PROTOCOL, "no hello within 10 seconds"));
+                    return Some(Close::new(close::PROTOCOL, "no hello within 10 seconds"));
                 }
-                Some((reference, room, id, result)) = pending.next() => self.delivered(reference, room, id, result),
+                () = sleep_until(self.token_deadline), if self.token_deadline.is_some() => {
+                    self.error(ErrorCode::Unauthorized, "the token has expired; send a fresh one in an `auth` frame before it does", None);
+                    return Some(Close::new(close::UNAUTHORIZED, "token expired"));
+                }
+                Some(answer) = pending.next() => self.delivered(answer),
                 _ = liveness.tick() => {
                     if self.heard.elapsed() >= idle_timeout {
-                        return Some((close::IDLE, "idle: nothing heard within the idle timeout"));
+                        return Some(Close::new(close::IDLE, "idle: nothing heard within the idle timeout"));
                     }
                     self.outbox.push_ping();
                 }
@@ -233,20 +294,20 @@ impl Session {
                         _ => 0,
                     };
                     if size > self.state.config.max_frame_bytes {
-                        return Some((close::TOO_BIG, "frame too large"));
+                        return Some(Close::new(close::TOO_BIG, "frame too large"));
                     }
                     let data_frame = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
                     if data_frame && !self.frames.try_take(Instant::now()) {
-                        if self.over_budget(frame) {
-                            return Some((close::POLICY, "kept sending past the rate limits"));
+                        if let Some(close) = self.over_budget(frame) {
+                            return Some(close);
                         }
                         continue;
                     }
                     let text = match frame {
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Binary(_))) => {
-                            if self.bad_frame("binary frames are not part of the protocol", None) {
-                                return Some((close::PROTOCOL, "too many bad frames"));
+                            if let Some(close) = self.bad_frame("binary frames are not part of the protocol", None) {
+                                return Some(close);
                             }
                             continue;
                         }
@@ -256,7 +317,7 @@ impl Session {
                     };
                     match ClientFrame::parse(text.as_str()) {
                         Ok(frame) => {
-                            self.bad_in_a_row = 0;
+                            self.strikes.well_formed();
                             // Boxed: the handling of a frame (a join waits on
                             // presence) is then not part of what every idle
                             // socket keeps allocated.
@@ -267,8 +328,8 @@ impl Session {
                             }
                         }
                         Err(bad) => {
-                            if self.bad_frame(&bad.message, bad.reference.as_deref()) {
-                                return Some((close::PROTOCOL, "too many bad frames"));
+                            if let Some(close) = self.bad_frame(&bad.message, bad.reference.as_deref()) {
+                                return Some(close);
                             }
                         }
                     }
@@ -277,10 +338,9 @@ impl Session {
         }
     }
 
-    /// Answers a frame over the frame budget, unhandled; returns whether the
-    /// connection must close.
-    fn over_budget(&mut self, frame: Option<Result<Message, axum::Error>>) -> bool {
-        self.rate_limited_in_a_row += 1;
+    /// Answers a frame over the frame budget, unhandled; returns the close
+    /// if the connection must close.
+    fn over_budget(&mut self, frame: Option<Result<Message, axum::Error>>) -> Option<Close> {
         self.state.metrics.rate_limited.inc();
         let reference = match &frame {
             Some(Ok(Message::Text(text))) => match ClientFrame::parse(text.as_str()) {
@@ -298,14 +358,13 @@ impl Session {
             ),
             reference.as_deref(),
         );
-        self.rate_limited_in_a_row > MAX_RATE_LIMITED
+        self.strikes.rate_limited()
     }
 
-    /// Answers a bad frame; returns whether the connection must close.
-    fn bad_frame(&mut self, message: &str, reference: Option<&str>) -> bool {
-        self.bad_in_a_row += 1;
+    /// Answers a bad frame; returns the close if the connection must close.
+    fn bad_frame(&mut self, message: &str, reference: Option<&str>) -> Option<Close> {
         self.error(ErrorCode::BadRequest, message, reference);
-        self.bad_in_a_row > MAX_BAD_FRAMES
+        self.strikes.bad()
     }
 
     fn push(&self, frame: ServerFrame<'_>) {
@@ -322,10 +381,7 @@ impl Session {
 
     /// Handles one well-formed frame. A `send` that passed every check comes
     /// back as the future of its delivery.
-    async fn handle(
-        &mut self,
-        frame: ClientFrame,
-    ) -> Result<Option<futures::future::BoxFuture<'static, Pending>>, (u16, &'static str)> {
+    async fn handle(&mut self, frame: ClientFrame) -> Result<Option<Delivery>, Close> {
         let Some(user) = self.user.clone() else {
             return match frame {
                 ClientFrame::Hello { name, token } => self.hello(name, token).map(|()| None),
@@ -336,10 +392,11 @@ impl Session {
             };
         };
         if !matches!(frame, ClientFrame::Send(_)) {
-            self.rate_limited_in_a_row = 0;
+            self.strikes.within_limits();
         }
         match frame {
             ClientFrame::Hello { .. } => self.error(ErrorCode::BadRequest, "hello was already said", None),
+            ClientFrame::Auth { token, reference } => self.refresh(&user, &token, reference.as_deref())?,
             ClientFrame::Ping { reference } => self.push(ServerFrame::Pong {
                 reference: reference.as_deref(),
             }),
@@ -351,27 +408,24 @@ impl Session {
                 let span = tracing::info_span!("leave", room);
                 self.leave(&user, room).instrument(span).await;
             }
-            ClientFrame::Send(send) => {
-                let delivery = self.send(user, send);
-                if self.rate_limited_in_a_row > MAX_RATE_LIMITED {
-                    return Err((close::POLICY, "kept sending past the rate limits"));
-                }
-                return Ok(delivery);
-            }
+            ClientFrame::Send(send) => return self.send(user, send),
         }
         Ok(None)
     }
 
-    fn hello(&mut self, name: Option<String>, token: Option<String>) -> Result<(), (u16, &'static str)> {
-        let (id, claimed_name) = match &self.state.config.auth {
+    fn hello(&mut self, name: Option<String>, token: Option<String>) -> Result<(), Close> {
+        let (id, claimed_name, expires_at) = match &self.state.config.auth {
             Some(rules) => match auth::verify(rules, token.as_deref()) {
-                Ok(claims) => (claims.sub, claims.name),
+                Ok(claims) => {
+                    let expires_at = claims.exp_ms();
+                    (claims.sub, claims.name, Some(expires_at))
+                }
                 Err(why) => {
                     self.error(ErrorCode::Unauthorized, &why.to_string(), None);
-                    return Err((close::UNAUTHORIZED, "unauthorized"));
+                    return Err(Close::new(close::UNAUTHORIZED, "unauthorized"));
                 }
             },
-            None => (uuid::Uuid::new_v4().simple().to_string(), None),
+            None => (uuid::Uuid::new_v4().simple().to_string(), None, None),
         };
         let Some(name) = claimed_name.as_deref().or(name.as_deref()) else {
             self.error(ErrorCode::BadRequest, "hello needs a name", None);
@@ -395,8 +449,34 @@ impl Session {
             limits: config.limits,
             idle_timeout_ms: config.idle_timeout.as_millis() as u64,
             encryption_required: config.require_encryption,
+            token_expires_at: expires_at,
         });
         self.user = Some(user);
+        self.token_deadline = expires_at.map(deadline_at);
+        Ok(())
+    }
+
+    /// Takes a fresh token for the session (`auth`): it must be valid and
+    /// for the same user, or the session ends (4001).
+    fn refresh(&mut self, user: &Member, token: &str, reference: Option<&str>) -> Result<(), Close> {
+        let Some(rules) = &self.state.config.auth else {
+            self.error(ErrorCode::BadRequest, "this gateway does not use tokens", reference);
+            return Ok(());
+        };
+        let claims = match auth::verify(rules, Some(token)) {
+            Ok(claims) if claims.sub == user.id => claims,
+            Ok(_) => {
+                self.error(ErrorCode::Unauthorized, "the token is for another user", reference);
+                return Err(Close::new(close::UNAUTHORIZED, "unauthorized"));
+            }
+            Err(why) => {
+                self.error(ErrorCode::Unauthorized, &why.to_string(), reference);
+                return Err(Close::new(close::UNAUTHORIZED, "unauthorized"));
+            }
+        };
+        let expires_at = claims.exp_ms();
+        self.token_deadline = Some(deadline_at(expires_at));
+        self.push(ServerFrame::Authed { reference, expires_at });
         Ok(())
     }
 
@@ -431,14 +511,23 @@ impl Session {
         if !self.rooms.remove(&room) {
             return self.error(ErrorCode::NotJoined, "not in that room", None);
         }
-        self.state.rooms.leave(&room, self.outbox.conn());
-        if let Err(e) = self.state.presence.leave(&room, user, self.outbox.conn()).await {
-            tracing::warn!(error = %e, "presence leave failed");
-        }
+        self.part(user, &room).await;
         self.push(ServerFrame::Left { room: &room });
     }
 
-    fn send(&mut self, user: Member, send: SendFrame) -> Option<futures::future::BoxFuture<'static, Pending>> {
+    /// Takes the socket out of a room, here and in presence: the one way out
+    /// of a room, whether the client leaves it or goes away. A presence
+    /// store that fails is corrected by its next heartbeat.
+    async fn part(&self, user: &Member, room: &str) {
+        self.state.rooms.leave(room, self.outbox.conn());
+        if let Err(e) = self.state.presence.leave(room, user, self.outbox.conn()).await {
+            tracing::warn!(error = %e, "presence leave failed");
+        }
+    }
+
+    /// Checks a `send` and hands it to the bus; returns its delivery, or
+    /// the close when the client keeps sending past the rate limits.
+    fn send(&mut self, user: Member, send: SendFrame) -> Result<Option<Delivery>, Close> {
         let limits = self.state.config.limits;
         let ttl_ms = self.state.config.ttl.as_millis() as u64;
         let SendFrame {
@@ -485,7 +574,9 @@ impl Session {
             ))
         } else if !self.bucket.try_take(Instant::now()) {
             self.state.metrics.rate_limited.inc();
-            self.rate_limited_in_a_row += 1;
+            if let Some(close) = self.strikes.rate_limited() {
+                return Err(close);
+            }
             Some((
                 ErrorCode::RateLimited,
                 format!(
@@ -498,9 +589,9 @@ impl Session {
         };
         if let Some((code, message)) = reject {
             self.error(code, &message, reference.as_deref());
-            return None;
+            return Ok(None);
         }
-        self.rate_limited_in_a_row = 0;
+        self.strikes.within_limits();
         let ts = now_ms();
         let id = match &cid {
             Some(cid) => idempotent_id(&room, cid),
@@ -518,12 +609,26 @@ impl Session {
         let span = tracing::info_span!("publish", room = message.room, id = message.id);
         let delivery = span.in_scope(|| self.state.bus.publish(&message));
         let ChatMessage { room, id, .. } = message;
-        Some(Box::pin(
-            async move { (reference, room, id, delivery.await) }.instrument(span),
-        ))
+        Ok(Some(Box::pin(
+            async move {
+                Pending {
+                    reference,
+                    room,
+                    id,
+                    result: delivery.await,
+                }
+            }
+            .instrument(span),
+        )))
     }
 
-    fn delivered(&self, reference: Option<String>, room: String, id: String, result: Result<(), BusError>) {
+    fn delivered(&self, answer: Pending) {
+        let Pending {
+            reference,
+            room,
+            id,
+            result,
+        } = answer;
         match result {
             Ok(()) => {
                 self.state.metrics.messages_received.inc();
@@ -549,28 +654,40 @@ impl Session {
     async fn leave_all(&mut self) {
         let Some(user) = self.user.clone() else { return };
         for room in std::mem::take(&mut self.rooms) {
-            self.state.rooms.leave(&room, self.outbox.conn());
-            if let Err(e) = self.state.presence.leave(&room, &user, self.outbox.conn()).await {
-                tracing::warn!(error = %e, "presence leave failed");
-            }
+            self.part(&user, &room).await;
         }
     }
 }
 
 fn frame_ref(frame: &ClientFrame) -> Option<&str> {
     match frame {
-        ClientFrame::Send(SendFrame { reference, .. }) | ClientFrame::Ping { reference } => reference.as_deref(),
+        ClientFrame::Send(SendFrame { reference, .. })
+        | ClientFrame::Ping { reference }
+        | ClientFrame::Auth { reference, .. } => reference.as_deref(),
         _ => None,
+    }
+}
+
+/// The instant of a Unix time in milliseconds.
+fn deadline_at(unix_ms: i64) -> tokio::time::Instant {
+    let left = u64::try_from(unix_ms - now_ms()).unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_millis(left)
+}
+
+/// Sleeps until `deadline`; only polled while there is one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
     }
 }
 
 /// The close to send after a read error: 1009 for a frame over the limit,
 /// none when the connection is simply gone.
-fn read_error(error: &axum::Error) -> Option<(u16, &'static str)> {
+fn read_error(error: &axum::Error) -> Option<Close> {
     let source = std::error::Error::source(error);
     match source.and_then(|e| e.downcast_ref::<tungstenite::Error>()) {
-        Some(tungstenite::Error::Capacity(_)) => Some((close::TOO_BIG, "frame too large")),
-        Some(tungstenite::Error::Utf8(_)) => Some((close::PROTOCOL, "text frame is not UTF-8")),
+        Some(tungstenite::Error::Capacity(_)) => Some(Close::new(close::TOO_BIG, "frame too large")),
+        Some(tungstenite::Error::Utf8(_)) => Some(Close::new(close::PROTOCOL, "text frame is not UTF-8")),
         _ => None,
     }
 }

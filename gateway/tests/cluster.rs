@@ -189,6 +189,142 @@ async fn members_of_a_killed_gateway_are_reported_left_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_gateway_restarted_under_the_same_id_leaves_no_ghost() {
+    // A long heartbeat timeout: the ghost must go because the new process
+    // removes its previous incarnation, not because a heartbeat lapsed.
+    let Some(settings) = cluster(&[("WHISPER_PRESENCE_TIMEOUT", "60s")]) else {
+        return;
+    };
+    let room = unique("room");
+    let one = start(&settings).await;
+    let mut alice = Client::hello(&one.url(), "alice").await;
+    alice.join(&room).await;
+    let id = unique("pod");
+    let mut same_id = settings.clone();
+    same_id.push(("WHISPER_GATEWAY_ID", id.clone()));
+    let mut doomed_gateway = start(&same_id).await;
+    let mut doomed = Client::hello(&doomed_gateway.url(), "doomed").await;
+    doomed.join(&room).await;
+    presence(&mut alice, Duration::from_secs(2)).await;
+
+    tokio::task::spawn_blocking(move || doomed_gateway.signal("KILL"))
+        .await
+        .unwrap();
+    let restarted = start(&same_id).await;
+    let event = presence(&mut alice, Duration::from_secs(5)).await;
+    assert_eq!(names(&event["left"]), BTreeSet::from(["doomed".into()]));
+    let mut late = Client::hello(&restarted.url(), "late").await;
+    assert_eq!(
+        names(&late.join(&room).await["members"]),
+        BTreeSet::from(["alice".into(), "late".into()])
+    );
+}
+
+#[tokio::test]
+async fn the_heartbeat_makes_redis_hold_exactly_the_gateways_own_members() {
+    let Some(settings) = cluster(&[("WHISPER_PRESENCE_TIMEOUT", "3s")]) else {
+        return;
+    };
+    let room = unique("room");
+    let gw = start(&settings).await;
+    let mut alice = Client::hello(&gw.url(), "alice").await;
+    alice.join(&room).await;
+    let mut bob = Client::hello(&gw.url(), "bob").await;
+    bob.join(&room).await;
+    presence(&mut alice, Duration::from_secs(2)).await;
+
+    // Drift, as a lost leave and a join that timed out after Redis ran it
+    // leave it: bob's entry gone, an entry for a connection long closed.
+    let key = format!("whisper:{}:room:{room}", settings[1].1);
+    let mut redis = redis::Client::open(settings[2].1.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let fields: BTreeMap<String, String> = redis::AsyncCommands::hgetall(&mut redis, &key).await.unwrap();
+    let (bob_field, _) = fields.iter().find(|(_, m)| m.contains("bob")).unwrap();
+    let instance = bob_field.split('|').next().unwrap();
+    let _: () = redis::AsyncCommands::hdel(&mut redis, &key, bob_field).await.unwrap();
+    let _: () = redis::AsyncCommands::hset(
+        &mut redis,
+        &key,
+        format!("{instance}|closed-long-ago"),
+        r#"{"id":"ghost","name":"ghost"}"#,
+    )
+    .await
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let members: Vec<String> = redis::AsyncCommands::hvals(&mut redis, &key).await.unwrap();
+        let names: BTreeSet<_> = members
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<Value>(m).unwrap()["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        if names == BTreeSet::from(["alice".into(), "bob".into()]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "presence never corrected: {names:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut late = Client::hello(&gw.url(), "late").await;
+    assert_eq!(
+        names(&late.join(&room).await["members"]),
+        BTreeSet::from(["alice".into(), "bob".into(), "late".into()])
+    );
+}
+
+#[tokio::test]
+async fn sends_in_flight_at_sigterm_are_acknowledged_before_the_close() {
+    let Some(settings) = cluster(&[
+        ("WHISPER_RATE", "10000"),
+        ("WHISPER_BURST", "10000"),
+        ("WHISPER_FRAME_RATE", "10000"),
+        ("WHISPER_FRAME_BURST", "10000"),
+        ("WHISPER_SHUTDOWN_GRACE", "15s"),
+    ]) else {
+        return;
+    };
+    let room = unique("room");
+    let mut gw = start(&settings).await;
+    let mut a = Client::hello(&gw.url(), "a").await;
+    a.join(&room).await;
+    a.say(&room, "warm").await;
+    a.flood((0..300).map(|i| json!({"type": "send", "room": room, "text": format!("m{i}"), "ref": format!("r{i}")})))
+        .await;
+    // Stop while sends are on their way to the broker.
+    while a.recv().await["type"] != "ack" {}
+    let stopping = tokio::task::spawn_blocking(move || gw.signal("TERM"));
+    let (frames, code) = a.frames_until_close().await;
+    assert_eq!(stopping.await.unwrap().and_then(|s| s.code()), Some(0));
+    assert_eq!(code, Some(1001));
+    let acked = 2 + frames.iter().filter(|f| f["type"] == "ack").count() as i64;
+
+    // Everything that reached the broker was acknowledged to its sender.
+    let topic = &settings[1].1;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings[0].1)
+        .set("group.id", unique("count"))
+        .create()
+        .unwrap();
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap()
+        .topics()[0]
+        .partitions()
+        .len() as i32;
+    let stored: i64 = (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap().1)
+        .sum();
+    assert_eq!(stored, acked, "records on the broker against acks the sender got");
+}
+
+#[tokio::test]
 async fn every_client_gets_exactly_its_rooms_in_one_order_per_room() {
     let Some(settings) = cluster(&[("WHISPER_RATE", "1000"), ("WHISPER_BURST", "1000")]) else {
         return;

@@ -102,3 +102,67 @@ async fn the_broker_is_apache_kafka() {
         assert!(std::time::Instant::now() < deadline, "record never came back");
     }
 }
+
+#[tokio::test]
+async fn a_fresh_gateway_is_ready_only_once_it_holds_the_whole_history() {
+    use whisper_gateway::bus::record::Record;
+    use whisper_gateway::protocol::{ChatMessage, Member};
+    let Some(brokers) = kafka() else { return };
+    let topic = unique("catch-up");
+    whisper_gateway::bus::kafka::KafkaBus::connect(
+        &whisper_gateway::config::KafkaConfig {
+            brokers: brokers.clone(),
+            topic: topic.clone(),
+        },
+        "catch-up",
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    // History for a gateway to read at start: more than it reads at once.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let (rooms, per_room) = (2_000, 10);
+    let now = whisper_gateway::clock::now_ms();
+    let mut deliveries = Vec::new();
+    for i in 0..rooms * per_room {
+        let message = ChatMessage {
+            room: format!("r{}", i % rooms),
+            id: format!("m{i}"),
+            user: Member {
+                id: "u".into(),
+                name: "filler".into(),
+            },
+            text: "x".repeat(100),
+            ts: now,
+            expires_at: now + 300_000,
+            enc: None,
+        };
+        let payload = serde_json::to_vec(&Record::from(&message)).unwrap();
+        let record = FutureRecord::to(&topic).key(&message.room).payload(&payload);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+
+    let gw = Gateway::start(&[
+        ("WHISPER_KAFKA_BROKERS", brokers.as_str()),
+        ("WHISPER_KAFKA_TOPIC", topic.as_str()),
+    ])
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while common::http_get(gw.addr, "/readyz").await.map(|(code, _)| code) != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The moment it is ready, every room's history is whole.
+    let mut c = Client::hello(&gw.url(), "c").await;
+    for room in [format!("r{}", rooms - 1), "r0".to_owned()] {
+        let joined = c.join(&room).await;
+        assert_eq!(joined["history"].as_array().unwrap().len(), per_room, "{room}");
+    }
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Gateway, unique};
+use common::{Client, Gateway, token, unique};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -243,4 +243,52 @@ async fn no_log_line_carries_what_users_wrote_even_at_trace() {
         "sessions are in the log:\n{text}"
     );
     assert!(!text.contains(&secret), "message text in the log:\n{text}");
+}
+
+#[tokio::test]
+async fn a_session_lives_as_long_as_its_token_unless_refreshed() {
+    const SECRET: &str = "refresh-secret-of-at-least-32-bytes";
+    let gw = Gateway::start(&[("WHISPER_JWT_SECRET", SECRET)]).await;
+    let hello = |sub: &str, lifetime: i64| json!({"type": "hello", "token": token(SECRET, sub, Some(sub), lifetime)});
+
+    let mut kept = Client::connect(&gw.url()).await;
+    kept.send(hello("kept", 2)).await;
+    let welcome = kept.expect("welcome").await;
+    let first_expiry = welcome["token_expires_at"]
+        .as_i64()
+        .expect("welcome says when the token expires");
+    let refreshed = kept
+        .request(json!({"type": "auth", "token": token(SECRET, "kept", None, 3600)}))
+        .await;
+    assert_eq!(refreshed["type"], "authed", "{refreshed}");
+    assert!(refreshed["expires_at"].as_i64().unwrap() > first_expiry + 3_000_000);
+
+    let mut lapsing = Client::connect(&gw.url()).await;
+    lapsing.send(hello("lapsing", 2)).await;
+    lapsing.expect("welcome").await;
+    let (frames, code) = lapsing.frames_until_close().await;
+    assert_eq!(code, Some(4001), "{frames:?}");
+    assert_eq!(frames.last().unwrap()["code"], "unauthorized");
+
+    // Past the first token's expiry the refreshed session goes on.
+    assert_eq!(kept.request(json!({"type": "ping"})).await["type"], "pong");
+    for bad in [
+        token(SECRET, "someone-else", None, 3600),
+        token(SECRET, "kept", None, -120),
+    ] {
+        let mut c = Client::connect(&gw.url()).await;
+        c.send(hello("kept", 60)).await;
+        c.expect("welcome").await;
+        let refused = c.request(json!({"type": "auth", "token": bad})).await;
+        assert_eq!(refused["code"], "unauthorized", "{refused}");
+        assert_eq!(c.expect_close().await, Some(4001));
+    }
+    let anonymous = Gateway::start(&[]).await;
+    let mut c = Client::hello(&anonymous.url(), "a").await;
+    assert_eq!(
+        c.request(json!({"type": "auth", "token": "x"})).await["code"],
+        "bad_request",
+        "a gateway without tokens says so and keeps the session"
+    );
+    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
 }

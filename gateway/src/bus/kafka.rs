@@ -3,6 +3,7 @@
 //! consumer group of its own, starting at now − TTL, so a gateway that just
 //! started already holds every unexpired message.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,8 +42,9 @@ pub struct KafkaBus {
     ttl: Duration,
     /// The broker answers.
     ready: Arc<AtomicBool>,
-    /// The consumer has its partitions, so history is on its way.
-    assigned: Arc<AtomicBool>,
+    /// The consumer has read every partition up to the end it had when the
+    /// gateway started: history is complete.
+    caught_up: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -79,7 +81,7 @@ impl KafkaBus {
             group: format!("whisper-gateway-{gateway_id}"),
             ttl,
             ready: Arc::new(AtomicBool::new(true)),
-            assigned: Arc::new(AtomicBool::new(false)),
+            caught_up: Arc::new(AtomicBool::new(false)),
         };
         bus.watch_readiness();
         Ok(bus)
@@ -153,7 +155,7 @@ impl Bus for KafkaBus {
             Ok(consumer) => {
                 let topic = self.config.topic.clone();
                 let start = crate::clock::now_ms() - self.ttl.as_millis() as i64;
-                tokio::spawn(consume(Arc::new(consumer), topic, start, tx, self.assigned.clone()));
+                tokio::spawn(consume(Arc::new(consumer), topic, start, tx, self.caught_up.clone()));
             }
             Err(e) => {
                 let _ = tx.try_send(Err(e));
@@ -163,7 +165,7 @@ impl Bus for KafkaBus {
     }
 
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.assigned.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.caught_up.load(Ordering::Relaxed)
     }
 
     fn flush(&self, timeout: Duration) -> BoxFuture<'static, ()> {
@@ -176,29 +178,48 @@ impl Bus for KafkaBus {
 
 /// Assigns every partition from `start_ms` on and forwards records until the
 /// receiver goes away, assigning partitions added later from their start.
+/// Sets `caught_up` once every first-assigned partition was read up to the
+/// end it had at assignment.
 async fn consume(
     consumer: Arc<StreamConsumer>,
     topic: String,
     start_ms: i64,
     tx: mpsc::Sender<Result<Received, BusError>>,
-    ready: Arc<AtomicBool>,
+    caught_up: Arc<AtomicBool>,
 ) {
     let mut assigned = 0;
+    // Partition → the offset it must be read up to before history is whole.
+    let mut behind: HashMap<i32, i64> = HashMap::new();
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 match assign_new_partitions(&consumer, &topic, assigned, start_ms).await {
-                    Ok(count) => {
+                    Ok((count, ends)) => {
+                        if assigned == 0 && count > 0 {
+                            behind = ends;
+                        }
                         assigned = count;
-                        ready.store(count > 0, Ordering::Relaxed);
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot assign Kafka partitions yet"),
+                }
+                // Positions also move past what is never handed out.
+                if let Ok(positions) = consumer.position() {
+                    behind.retain(|p, end| {
+                        positions
+                            .find_partition(&topic, *p)
+                            .is_none_or(|e| !matches!(e.offset(), Offset::Offset(at) if at >= *end))
+                    });
                 }
             }
             record = consumer.recv(), if assigned > 0 => {
                 let item = match record {
-                    Ok(record) => decode(record.payload(), record.timestamp().to_millis()),
+                    Ok(record) => {
+                        if behind.get(&record.partition()).is_some_and(|end| record.offset() + 1 >= *end) {
+                            behind.remove(&record.partition());
+                        }
+                        decode(record.payload(), record.timestamp().to_millis())
+                    }
                     Err(e) => Err(BusError::Unavailable(e.to_string())),
                 };
                 if tx.send(item).await.is_err() {
@@ -206,18 +227,25 @@ async fn consume(
                 }
             }
         }
+        if assigned > 0 && behind.is_empty() && !caught_up.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                topic,
+                "read the topic up to where it ended at start: history is complete"
+            );
+        }
     }
 }
 
 /// Assigns partitions `assigned..` of the topic; the first ones from the
 /// offsets at `start_ms`, later ones (the topic grew) from their beginning.
-/// Returns how many partitions are now assigned.
+/// Returns how many partitions are now assigned and, on the first
+/// assignment, the end offsets of those with records to read up to.
 async fn assign_new_partitions(
     consumer: &Arc<StreamConsumer>,
     topic: &str,
     assigned: usize,
     start_ms: i64,
-) -> Result<usize, KafkaError> {
+) -> Result<(usize, HashMap<i32, i64>), KafkaError> {
     let consumer = consumer.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -227,8 +255,9 @@ async fn assign_new_partitions(
             _ => 0,
         };
         if partitions <= assigned {
-            return Ok(assigned);
+            return Ok((assigned, HashMap::new()));
         }
+        let mut behind = HashMap::new();
         let mut list = TopicPartitionList::new();
         for p in assigned..partitions {
             let offset = if assigned == 0 {
@@ -249,17 +278,20 @@ async fn assign_new_partitions(
             }
             list = consumer.offsets_for_times(list, METADATA_TIMEOUT)?;
             for (p, end) in ends.into_iter().enumerate() {
-                if list
-                    .find_partition(&topic, p as i32)
-                    .is_none_or(|e| !matches!(e.offset(), Offset::Offset(_)))
-                {
-                    list.set_partition_offset(&topic, p as i32, Offset::Offset(end))?;
+                let p = p as i32;
+                match list.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(start)) => {
+                        if start < end {
+                            behind.insert(p, end);
+                        }
+                    }
+                    _ => list.set_partition_offset(&topic, p, Offset::Offset(end))?,
                 }
             }
         }
         consumer.incremental_assign(&list)?;
         tracing::info!(topic, from = assigned, to = partitions, "assigned Kafka partitions");
-        Ok(partitions)
+        Ok((partitions, behind))
     })
     .await
     .map_err(|_| KafkaError::Canceled)?

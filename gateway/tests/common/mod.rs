@@ -313,15 +313,17 @@ impl Client {
     }
 
     /// Sends a frame with a fresh `ref` and returns what answers it (`ack`,
-    /// `pong` or `error`); every other frame that arrives meanwhile stays
-    /// for `recv`.
+    /// `pong`, `authed` or `error`); every other frame that arrives
+    /// meanwhile stays for `recv`.
     pub async fn request(&mut self, mut frame: Value) -> Value {
         let reference = unique("ref");
         frame["ref"] = json!(reference);
         self.send(frame).await;
         loop {
             let frame = self.read().await;
-            if frame["ref"] == reference.as_str() && ["ack", "pong", "error"].iter().any(|t| frame["type"] == *t) {
+            if frame["ref"] == reference.as_str()
+                && ["ack", "pong", "authed", "error"].iter().any(|t| frame["type"] == *t)
+            {
                 return frame;
             }
             self.backlog.push_back(frame);
