@@ -121,6 +121,17 @@ async fn client_certificates_over_ssl_chat_end_to_end() {
     let gw = Gateway::start(&settings).await;
     gw.wait_readyz(200).await;
     chat(&gw).await;
+
+    // The listener really asks for the certificate: without it, no entry.
+    let without: Vec<_> = settings
+        .into_iter()
+        .filter(|(k, _)| !["WHISPER_KAFKA_CERT_FILE", "WHISPER_KAFKA_KEY_FILE"].contains(k))
+        .chain([("WHISPER_KAFKA_CREATE_TOPIC", "false")])
+        .collect();
+    let (log, file) = log_file("secured-no-client-cert");
+    let gw = Gateway::start_logging_to(&without, file).await;
+    wait_for_log(&log, "bad certificate").await;
+    gw.wait_readyz(503).await;
 }
 
 #[tokio::test]
