@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Gateway, log_file, service, service_var, unique, wait_for_log};
+use common::{Client, Gateway, log_file, secure_service, secure_service_var, unique, wait_for_log};
 
 /// The secured services, from `scripts/services env-secure`.
 struct Secure {
@@ -25,15 +25,15 @@ struct Secure {
 
 fn secure() -> Option<Secure> {
     Some(Secure {
-        sasl_brokers: service("WHISPER_TEST_SECURE_KAFKA_BROKERS")?,
-        mtls_brokers: service_var("WHISPER_TEST_SECURE_KAFKA_MTLS_BROKERS"),
-        username: service_var("WHISPER_TEST_SECURE_USERNAME"),
-        password: service_var("WHISPER_TEST_SECURE_PASSWORD"),
-        ca: service_var("WHISPER_TEST_SECURE_CA_FILE"),
-        other_ca: service_var("WHISPER_TEST_SECURE_OTHER_CA_FILE"),
-        cert: service_var("WHISPER_TEST_SECURE_CERT_FILE"),
-        key: service_var("WHISPER_TEST_SECURE_KEY_FILE"),
-        redis: service_var("WHISPER_TEST_SECURE_REDIS_URL"),
+        sasl_brokers: secure_service("WHISPER_TEST_SECURE_KAFKA_BROKERS")?,
+        mtls_brokers: secure_service_var("WHISPER_TEST_SECURE_KAFKA_MTLS_BROKERS"),
+        username: secure_service_var("WHISPER_TEST_SECURE_USERNAME"),
+        password: secure_service_var("WHISPER_TEST_SECURE_PASSWORD"),
+        ca: secure_service_var("WHISPER_TEST_SECURE_CA_FILE"),
+        other_ca: secure_service_var("WHISPER_TEST_SECURE_OTHER_CA_FILE"),
+        cert: secure_service_var("WHISPER_TEST_SECURE_CERT_FILE"),
+        key: secure_service_var("WHISPER_TEST_SECURE_KEY_FILE"),
+        redis: secure_service_var("WHISPER_TEST_SECURE_REDIS_URL"),
     })
 }
 

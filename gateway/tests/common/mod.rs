@@ -20,13 +20,22 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// The address of a real service from `scripts/services env`, or `None`
 /// (the test is skipped) outside CI. Under `CI=true` a missing service fails.
 pub fn service(var: &str) -> Option<String> {
+    service_of(var, "")
+}
+
+/// The same for the secured services, from `scripts/services env-secure`.
+pub fn secure_service(var: &str) -> Option<String> {
+    service_of(var, "-secure")
+}
+
+fn service_of(var: &str, set: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: the test services are not running (scripts/services up)")
+            panic!("{var} is not set: the test services are not running (scripts/services up{set})")
         }
         _ => {
-            eprintln!("skipping: {var} is not set (run `eval \"$(scripts/services env)\"`)");
+            eprintln!("skipping: {var} is not set (run `eval \"$(scripts/services env{set})\"`)");
             None
         }
     }
@@ -55,9 +64,9 @@ pub fn token(secret: &str, sub: &str, name: Option<&str>, exp_offset: i64) -> St
     .unwrap()
 }
 
-/// A variable `scripts/services env` (or `env-secure`) sets along with one
-/// already found, so its absence is a broken setup, not a skip.
-pub fn service_var(var: &str) -> String {
+/// A variable `scripts/services env-secure` sets along with one already
+/// found, so its absence is a broken setup, not a skip.
+pub fn secure_service_var(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set (scripts/services env-secure sets it)"))
 }
 
