@@ -3,9 +3,14 @@
 //! # Layout
 //!
 //! - [`topic`]: the configuration of the message topic (retention = TTL).
+//! - [`kafka`]: how a client reaches Kafka (TLS, SASL, mTLS), as librdkafka
+//!   properties.
+//! - [`tls`]: PEM material, from a file or inline.
 //! - [`telemetry`]: logs to stderr and OTLP traces.
 //! - [`signal`]: SIGTERM and SIGINT, which end both binaries gracefully.
 
+pub mod kafka;
 pub mod signal;
 pub mod telemetry;
+pub mod tls;
 pub mod topic;

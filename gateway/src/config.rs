@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use whisper_common::kafka::{KafkaSecurity, Part, Secret, SecurityError, SecuritySettings};
+use whisper_common::tls::Pem;
 
 use crate::auth::{MIN_SECRET_BYTES, TokenRules};
 use crate::filter::ContentFilter;
@@ -25,7 +27,8 @@ macro_rules! settings {
             /// YAML file of settings, keyed by the flag names with `_` (e.g. `message_ttl: 2m`).
             #[arg(long, env = "WHISPER_CONFIG")]
             pub config: Option<PathBuf>,
-            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $field: Option<String>, )*
+            // `--help` names each variable but never shows its value: some are secrets.
+            $( $(#[doc = $doc])* #[arg(long, env = $env, hide_env_values = true)] pub $field: Option<String>, )*
         }
 
         impl Settings {
@@ -46,8 +49,26 @@ settings! {
     kafka_brokers = "WHISPER_KAFKA_BROKERS",
     /// The one Kafka topic, keyed by room id [default: chat-messages]
     kafka_topic = "WHISPER_KAFKA_TOPIC",
-    /// Redis URL of the presence store; unset = in-memory presence (one process only)
+    /// `false`: never create the topic; wait, not ready, until it exists [default: true]
+    kafka_create_topic = "WHISPER_KAFKA_CREATE_TOPIC",
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL [default: PLAINTEXT]
+    kafka_security_protocol = "WHISPER_KAFKA_SECURITY_PROTOCOL",
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needed with SASL_*)
+    kafka_sasl_mechanism = "WHISPER_KAFKA_SASL_MECHANISM",
+    /// SASL user name (needed with SASL_*)
+    kafka_sasl_username = "WHISPER_KAFKA_SASL_USERNAME",
+    /// SASL password (needed with SASL_*)
+    kafka_sasl_password = "WHISPER_KAFKA_SASL_PASSWORD",
+    /// PEM file of the CAs that sign the brokers' certificates (SSL, SASL_SSL) [default: the system's]
+    kafka_ca_file = "WHISPER_KAFKA_CA_FILE",
+    /// PEM file of the client certificate for mTLS (SSL, SASL_SSL; with the key)
+    kafka_cert_file = "WHISPER_KAFKA_CERT_FILE",
+    /// PEM file of the client certificate's private key (with the certificate)
+    kafka_key_file = "WHISPER_KAFKA_KEY_FILE",
+    /// Redis URL of the presence store (redis:// or rediss://, may carry user:password@); unset = in-memory presence (one process only)
     redis_url = "WHISPER_REDIS_URL",
+    /// PEM file of the CAs that sign the Redis server's certificate (rediss:// only) [default: the system's]
+    redis_ca_file = "WHISPER_REDIS_CA_FILE",
     /// Message lifetime, 1s to 24h (e.g. 90s, 5m) [default: 5m]
     message_ttl = "WHISPER_MESSAGE_TTL",
     /// Names this gateway in presence, metrics and its Kafka consumer group [default: host name + random suffix]
@@ -116,11 +137,32 @@ fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Where the bus is.
+/// Where the bus is, and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub topic: String,
+    /// Create the topic when it is missing; `false`: wait for it.
+    pub create_topic: bool,
+    pub security: KafkaSecurity,
+}
+
+/// Where the presence store is.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// May carry a password: never log it, log [`redact_url`] of it.
+    pub url: String,
+    /// PEM text of the CAs for `rediss://`; `None`: the system's.
+    pub ca: Option<String>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("ca", &self.ca.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// The checked configuration of one gateway.
@@ -130,7 +172,7 @@ pub struct Config {
     /// `None`: the embedded in-memory bus.
     pub kafka: Option<KafkaConfig>,
     /// `None`: in-memory presence.
-    pub redis_url: Option<String>,
+    pub redis: Option<RedisConfig>,
     pub ttl: Duration,
     pub gateway_id: String,
     /// `None`: anonymous users.
@@ -185,12 +227,36 @@ impl Config {
                 format!("`{topic}` is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
             ));
         }
+        let create_topic = boolean("WHISPER_KAFKA_CREATE_TOPIC", s.kafka_create_topic.as_deref(), true)?;
+        let pem_file = |path: String| Pem::File(path.into());
+        let security = SecuritySettings {
+            protocol: parsed("WHISPER_KAFKA_SECURITY_PROTOCOL", s.kafka_security_protocol)?,
+            mechanism: parsed("WHISPER_KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism)?,
+            username: s.kafka_sasl_username,
+            password: s.kafka_sasl_password.map(Secret),
+            ca: s.kafka_ca_file.map(pem_file),
+            cert: s.kafka_cert_file.map(pem_file),
+            key: s.kafka_key_file.map(pem_file),
+        }
+        .check()
+        .map_err(security_error)?;
         let kafka = match s.kafka_brokers.map(|b| b.trim().to_owned()) {
+            None if security != KafkaSecurity::default() => {
+                return Err(bad(
+                    "WHISPER_KAFKA_BROKERS",
+                    "is needed with the Kafka security settings (WHISPER_KAFKA_SECURITY_PROTOCOL...)",
+                ));
+            }
             None => None,
             Some(b) if b.is_empty() => {
                 return Err(bad("WHISPER_KAFKA_BROKERS", "is empty; unset it for the embedded bus"));
             }
-            Some(brokers) => Some(KafkaConfig { brokers, topic }),
+            Some(brokers) => Some(KafkaConfig {
+                brokers,
+                topic,
+                create_topic,
+                security,
+            }),
         };
         let redis_url = match s.redis_url {
             Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
@@ -211,6 +277,21 @@ impl Config {
             }
             None => None,
         };
+        let redis_ca = match s.redis_ca_file {
+            Some(path) if redis_url.as_ref().is_some_and(|url| url.starts_with("rediss://")) => Some(
+                Pem::File(path.into())
+                    .load()
+                    .map_err(|e| bad("WHISPER_REDIS_CA_FILE", e))?,
+            ),
+            Some(_) => {
+                return Err(bad(
+                    "WHISPER_REDIS_CA_FILE",
+                    "is set, but WHISPER_REDIS_URL is not a rediss:// URL",
+                ));
+            }
+            None => None,
+        };
+        let redis = redis_url.map(|url| RedisConfig { url, ca: redis_ca });
         let ttl = duration("WHISPER_MESSAGE_TTL", s.message_ttl, "5m")?;
         if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(24 * 3600) {
             return Err(bad("WHISPER_MESSAGE_TTL", "must be between 1s and 24h"));
@@ -262,16 +343,7 @@ impl Config {
         if idle_timeout < Duration::from_secs(3) || idle_timeout > Duration::from_secs(3600) {
             return Err(bad("WHISPER_IDLE_TIMEOUT", "must be between 3s and 1h"));
         }
-        let require_encryption = match s.require_encryption.as_deref().map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(bad(
-                    "WHISPER_REQUIRE_ENCRYPTION",
-                    format!("`{other}` must be true or false"),
-                ));
-            }
-        };
+        let require_encryption = boolean("WHISPER_REQUIRE_ENCRYPTION", s.require_encryption.as_deref(), false)?;
         let content_filter = match s.content_filter {
             Some(path) => Some(Arc::new(
                 ContentFilter::load(Path::new(&path)).map_err(|e| bad("WHISPER_CONTENT_FILTER", e))?,
@@ -294,7 +366,7 @@ impl Config {
         Ok(Self {
             listen,
             kafka,
-            redis_url,
+            redis,
             ttl,
             gateway_id,
             auth,
@@ -335,6 +407,36 @@ fn parse_yaml(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
             Ok((key, value))
         })
         .collect()
+}
+
+fn boolean(setting: &'static str, raw: Option<&str>, default: bool) -> Result<bool, ConfigError> {
+    match raw.map(str::trim) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(bad(setting, format!("`{other}` must be true or false"))),
+    }
+}
+
+/// A setting parsed by its type's `FromStr`, whose error says what is wrong.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    setting: &'static str,
+    raw: Option<String>,
+) -> Result<Option<T>, ConfigError> {
+    raw.map(|r| r.parse()).transpose().map_err(|e| bad(setting, e))
+}
+
+/// Names the setting a Kafka security problem is about.
+fn security_error(e: SecurityError) -> ConfigError {
+    let setting = match e.part {
+        Part::Mechanism => "WHISPER_KAFKA_SASL_MECHANISM",
+        Part::Username => "WHISPER_KAFKA_SASL_USERNAME",
+        Part::Password => "WHISPER_KAFKA_SASL_PASSWORD",
+        Part::Ca => "WHISPER_KAFKA_CA_FILE",
+        Part::Cert => "WHISPER_KAFKA_CERT_FILE",
+        Part::Key => "WHISPER_KAFKA_KEY_FILE",
+    };
+    bad(setting, e.problem)
 }
 
 fn number<T>(
@@ -423,6 +525,7 @@ fn default_gateway_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use whisper_common::kafka::SecurityProtocol;
 
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["whisper-gateway"];
@@ -479,6 +582,11 @@ mod tests {
             ("--jwt-secret", "short", "WHISPER_JWT_SECRET"),
             ("--jwt-issuer", "https://id.example.com", "WHISPER_JWT_SECRET"),
             ("--content-filter", "/nonexistent/rules.txt", "WHISPER_CONTENT_FILTER"),
+            ("--kafka-create-topic", "maybe", "WHISPER_KAFKA_CREATE_TOPIC"),
+            ("--kafka-security-protocol", "TLS", "WHISPER_KAFKA_SECURITY_PROTOCOL"),
+            ("--kafka-sasl-mechanism", "GSSAPI", "WHISPER_KAFKA_SASL_MECHANISM"),
+            ("--kafka-ca-file", "/nonexistent/ca.pem", "WHISPER_KAFKA_CA_FILE"),
+            ("--redis-ca-file", "/nonexistent/ca.pem", "WHISPER_REDIS_CA_FILE"),
         ] {
             let err = parse(&[flag, value]).unwrap_err();
             assert_eq!(err.setting, setting, "{flag} {value}: {err}");
@@ -532,6 +640,104 @@ mod tests {
             let err = parse(&["--redis-url", url]).unwrap_err();
             assert_eq!(err.setting, "WHISPER_REDIS_URL");
             assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    /// A CA file for the tests, in a folder of this test's own.
+    fn ca_file(test: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("whisper-config-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn kafka_security_settings_are_checked_together() {
+        let ca = ca_file("kafka");
+        let sasl = [
+            "--kafka-brokers",
+            "kafka:9093",
+            "--kafka-security-protocol",
+            "SASL_SSL",
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "chat",
+            "--kafka-sasl-password",
+            "hunter2",
+            "--kafka-ca-file",
+            &ca,
+        ];
+        let c = parse(&sasl).unwrap();
+        let kafka = c.kafka.as_ref().unwrap();
+        assert!(kafka.create_topic);
+        assert_eq!(kafka.security.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(kafka.security.ca, Some(Pem::File(ca.clone().into())));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let mut no_create = sasl.to_vec();
+        no_create.extend(["--kafka-create-topic", "false"]);
+        assert!(!parse(&no_create).unwrap().kafka.unwrap().create_topic);
+
+        for (args, setting) in [
+            (&sasl[..4], "WHISPER_KAFKA_SASL_MECHANISM"),
+            (&sasl[..8], "WHISPER_KAFKA_SASL_PASSWORD"),
+            (&sasl[2..], "WHISPER_KAFKA_BROKERS"),
+            (
+                &["--kafka-brokers", "k:9092", "--kafka-sasl-password", "hunter2"][..],
+                "WHISPER_KAFKA_SASL_PASSWORD",
+            ),
+            (
+                &[
+                    "--kafka-brokers",
+                    "k:9092",
+                    "--kafka-security-protocol",
+                    "SSL",
+                    "--kafka-cert-file",
+                    &ca,
+                ][..],
+                "WHISPER_KAFKA_KEY_FILE",
+            ),
+            (
+                &[
+                    "--kafka-brokers",
+                    "k:9092",
+                    "--kafka-security-protocol",
+                    "SSL",
+                    "--kafka-ca-file",
+                    "/nonexistent/ca.pem",
+                ][..],
+                "WHISPER_KAFKA_CA_FILE",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.setting, setting, "{args:?}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_redis_ca_needs_rediss_and_a_readable_file() {
+        let ca = ca_file("redis");
+        let c = parse(&["--redis-url", "rediss://app:hunter2@cache:6380", "--redis-ca-file", &ca]).unwrap();
+        assert!(
+            c.redis
+                .as_ref()
+                .unwrap()
+                .ca
+                .as_ref()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+        for url in ["redis://cache:6379", "rediss://cache:6380"] {
+            let file = if url.starts_with("rediss") {
+                "/nonexistent/ca.pem"
+            } else {
+                ca.as_str()
+            };
+            let err = parse(&["--redis-url", url, "--redis-ca-file", file]).unwrap_err();
+            assert_eq!(err.setting, "WHISPER_REDIS_CA_FILE", "{err}");
         }
     }
 }

@@ -83,11 +83,11 @@ pub async fn connect(config: Config) -> Result<AppState, Error> {
         Some(kafka) => Arc::new(KafkaBus::connect(kafka, &config.gateway_id, config.ttl).await?),
         None => Arc::new(MemoryBus::default()),
     };
-    let presence: Arc<dyn Presence> = match &config.redis_url {
-        Some(url) => {
+    let presence: Arc<dyn Presence> = match &config.redis {
+        Some(redis) => {
             // One Redis may serve several chat clusters: each is scoped by its topic.
             let scope = config.kafka.as_ref().map_or("local", |k| k.topic.as_str());
-            RedisPresence::start(url, scope, &config.gateway_id, config.presence_timeout)
+            RedisPresence::start(redis, scope, &config.gateway_id, config.presence_timeout)
                 .map_err(|e| Error::Presence(e.to_string()))?
         }
         None => Arc::new(MemoryPresence::default()),
@@ -125,7 +125,7 @@ pub async fn run(
         %address,
         gateway = state.config.gateway_id,
         bus = if state.config.kafka.is_some() { "kafka" } else { "memory" },
-        presence = if state.config.redis_url.is_some() { "redis" } else { "memory" },
+        presence = if state.config.redis.is_some() { "redis" } else { "memory" },
         "gateway listening"
     );
     let host = if address.ip().is_unspecified() {

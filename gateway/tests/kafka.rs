@@ -5,8 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Gateway, kafka, unique};
+use common::{Client, Gateway, kafka, log_file, unique, wait_for_log};
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -55,6 +57,41 @@ async fn a_message_crosses_from_one_gateway_to_another_through_kafka() {
 }
 
 #[tokio::test]
+async fn a_gateway_told_not_to_create_the_topic_waits_for_it() {
+    let Some(brokers) = kafka() else { return };
+    let topic = unique("precreated");
+    let (log, file) = log_file("no-create");
+    let gw = Gateway::start_logging_to(
+        &[
+            ("WHISPER_KAFKA_BROKERS", brokers.as_str()),
+            ("WHISPER_KAFKA_TOPIC", topic.as_str()),
+            ("WHISPER_KAFKA_CREATE_TOPIC", "false"),
+        ],
+        file,
+    )
+    .await;
+    wait_for_log(&log, "Unknown topic or partition").await;
+    gw.wait_readyz(503).await;
+
+    // Made by someone else (on Kubernetes, the controller).
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(&topic, 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    gw.wait_readyz(200).await;
+    let mut alice = Client::hello(&gw.url(), "alice").await;
+    alice.join("lobby").await;
+    let id = alice.say("lobby", "on a topic made elsewhere").await;
+    assert_eq!(alice.next_message().await["id"], id.as_str());
+}
+
+#[tokio::test]
 async fn the_broker_is_apache_kafka() {
     let Some(brokers) = kafka() else { return };
     let topic = unique("roundtrip");
@@ -68,6 +105,8 @@ async fn the_broker_is_apache_kafka() {
         &whisper_gateway::config::KafkaConfig {
             brokers: brokers.clone(),
             topic: topic.clone(),
+            create_topic: true,
+            security: Default::default(),
         },
         "roundtrip",
         Duration::from_secs(60),
@@ -113,6 +152,8 @@ async fn a_fresh_gateway_is_ready_only_once_it_holds_the_whole_history() {
         &whisper_gateway::config::KafkaConfig {
             brokers: brokers.clone(),
             topic: topic.clone(),
+            create_topic: true,
+            security: Default::default(),
         },
         "catch-up",
         Duration::from_secs(300),

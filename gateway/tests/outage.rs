@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, http_get, kafka, redis, unique};
+use common::{Client, Gateway, kafka, redis, unique};
 use serde_json::json;
 
 fn services(command: &str) {
@@ -16,14 +16,6 @@ fn services(command: &str) {
         .status()
         .expect("run scripts/services");
     assert!(status.success(), "scripts/services {command} failed");
-}
-
-async fn wait_ready(gw: &Gateway, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(gw.addr, "/readyz").await.map(|(code, _)| code) != Some(want) {
-        assert!(Instant::now() < deadline, "/readyz never answered {want}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]
@@ -38,7 +30,7 @@ async fn kafka_down_answers_unavailable_and_traffic_resumes_when_it_returns() {
         ("WHISPER_REDIS_URL", &redis),
     ])
     .await;
-    wait_ready(&gw, 200).await;
+    gw.wait_readyz(200).await;
     let mut alice = Client::hello(&gw.url(), "alice").await;
     let mut bob = Client::hello(&gw.url(), "bob").await;
     alice.join("lobby").await;
@@ -63,7 +55,7 @@ async fn kafka_down_answers_unavailable_and_traffic_resumes_when_it_returns() {
             "answered after {:?}",
             asked.elapsed()
         );
-        wait_ready(&gw, 503).await;
+        gw.wait_readyz(503).await;
         assert!(gw.metric("whisper_bus_errors_total{kind=\"unavailable\"}").await >= 1.0);
     });
     let during = futures::FutureExt::catch_unwind(result).await;
@@ -72,7 +64,7 @@ async fn kafka_down_answers_unavailable_and_traffic_resumes_when_it_returns() {
         std::panic::resume_unwind(panic);
     }
 
-    wait_ready(&gw, 200).await;
+    gw.wait_readyz(200).await;
     // The refused message was never sent; new ones flow again.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -111,8 +103,8 @@ async fn events_missed_while_the_subscription_was_down_are_made_up() {
     ];
     let one = Gateway::start(&settings).await;
     let two = Gateway::start(&settings).await;
-    wait_ready(&one, 200).await;
-    wait_ready(&two, 200).await;
+    one.wait_readyz(200).await;
+    two.wait_readyz(200).await;
     let mut alice = Client::hello(&one.url(), "alice").await;
     alice.join("lobby").await;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -33,10 +33,13 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often the gateway checks the broker for readiness and new partitions.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long creating the topic at start may take, brokers unreachable or
+/// refusing the login included, before the gateway gives up and exits.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A producer and a consumer on one topic.
 pub struct KafkaBus {
-    producer: FutureProducer,
+    producer: FutureProducer<LastError>,
     config: KafkaConfig,
     group: String,
     ttl: Duration,
@@ -57,11 +60,12 @@ impl std::fmt::Debug for KafkaBus {
 }
 
 impl KafkaBus {
-    /// Connects to the brokers and creates the topic if it does not exist
-    /// (on Kubernetes the controller creates it first; by hand, this does).
+    /// Connects to the brokers and, unless told not to, creates the topic
+    /// if it does not exist (on Kubernetes the controller creates it and
+    /// tells the gateway not to; by hand, this does).
     pub async fn connect(config: &KafkaConfig, gateway_id: &str, ttl: Duration) -> Result<Self, BusError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
+        let reasons = LastError::default();
+        let producer: FutureProducer<LastError> = client_config(config)
             .set("client.id", gateway_id)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -72,9 +76,16 @@ impl KafkaBus {
             .set("retry.backoff.max.ms", "1000")
             .set("linger.ms", "2")
             .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
-            .create()
+            .create_with_context(reasons.clone())
             .map_err(|e| BusError::Setup(format!("Kafka producer: {e}")))?;
-        ensure_topic(config, ttl).await?;
+        if config.create_topic {
+            ensure_topic(config, ttl, &reasons).await?;
+        } else {
+            tracing::info!(
+                topic = config.topic,
+                "not creating the Kafka topic (WHISPER_KAFKA_CREATE_TOPIC=false): not ready until it exists"
+            );
+        }
         let bus = Self {
             producer,
             config: config.clone(),
@@ -119,8 +130,7 @@ impl KafkaBus {
     }
 
     fn consumer(&self) -> Result<StreamConsumer, BusError> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.config.brokers)
+        client_config(&self.config)
             .set("group.id", &self.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -176,6 +186,17 @@ impl Bus for KafkaBus {
     }
 }
 
+/// A client of the brokers, with the security settings every client
+/// (producer, consumer, admin) needs.
+fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in config.security.properties() {
+        client.set(key, value);
+    }
+    client
+}
+
 /// Assigns every partition from `start_ms` on and forwards records until the
 /// receiver goes away, assigning partitions added later from their start.
 /// Sets `caught_up` once every first-assigned partition was read up to the
@@ -190,6 +211,9 @@ async fn consume(
     let mut assigned = 0;
     // Partition → the offset it must be read up to before history is whole.
     let mut behind: HashMap<i32, i64> = HashMap::new();
+    // The last problem logged: a lasting one (no topic, no access) is
+    // logged once, not every check.
+    let mut problem = None;
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     loop {
         tokio::select! {
@@ -200,8 +224,15 @@ async fn consume(
                             behind = ends;
                         }
                         assigned = count;
+                        problem = None;
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot assign Kafka partitions yet"),
+                    Err(e) => {
+                        let text = e.to_string();
+                        if problem.as_ref() != Some(&text) {
+                            tracing::warn!(topic, error = text, "cannot assign Kafka partitions yet; not ready");
+                            problem = Some(text);
+                        }
+                    }
                 }
                 // Positions also move past what is never handed out.
                 if let Ok(positions) = consumer.position() {
@@ -251,8 +282,12 @@ async fn assign_new_partitions(
     tokio::task::spawn_blocking(move || {
         let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
         let partitions = match metadata.topics().first() {
-            Some(t) if t.error().is_none() => t.partitions().len(),
-            _ => 0,
+            // A missing topic is "unknown topic or partition".
+            Some(t) => match t.error() {
+                Some(e) => return Err(KafkaError::MetadataFetch(e.into())),
+                None => t.partitions().len(),
+            },
+            None => 0,
         };
         if partitions <= assigned {
             return Ok((assigned, HashMap::new()));
@@ -307,10 +342,34 @@ fn decode(payload: Option<&[u8]>, broker_ts: Option<i64>) -> Result<Received, Bu
     })
 }
 
+/// The producer's context: logs what librdkafka reports, as the default
+/// context does, and keeps the last reason beyond "all brokers are down",
+/// so a failed start-up step can say why (a refused login, an untrusted
+/// certificate). (An admin client's own reports are never polled.)
+/// Clones share the reason.
+#[derive(Debug, Clone, Default)]
+struct LastError(Arc<std::sync::Mutex<Option<String>>>);
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!("librdkafka: {error}: {reason}");
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        }
+    }
+}
+
+impl LastError {
+    /// ` (<the last reason>)`, or nothing.
+    fn suffix(&self) -> String {
+        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+    }
+}
+
 /// Creates the topic with the retention of the message TTL, unless it exists.
-async fn ensure_topic(config: &KafkaConfig, ttl: Duration) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+async fn ensure_topic(config: &KafkaConfig, ttl: Duration, reasons: &LastError) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(config)
         .create()
         .map_err(|e| BusError::Setup(format!("Kafka admin client: {e}")))?;
     let configs = whisper_common::topic::configs(ttl);
@@ -319,11 +378,13 @@ async fn ensure_topic(config: &KafkaConfig, ttl: Duration) -> Result<(), BusErro
     for (key, value) in &configs {
         topic = topic.set(key, value);
     }
-    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-    let results = admin
-        .create_topics([&topic], &options)
-        .await
-        .map_err(|e| BusError::Setup(format!("cannot reach Kafka at {}: {e}", config.brokers)))?;
+    let options = AdminOptions::new()
+        .operation_timeout(Some(METADATA_TIMEOUT))
+        .request_timeout(Some(CREATE_TIMEOUT));
+    let results = admin.create_topics([&topic], &options).await.map_err(|e| {
+        let why = reasons.suffix();
+        BusError::Setup(format!("cannot reach Kafka at {}: {e}{why}", config.brokers))
+    })?;
     match results.into_iter().next() {
         Some(Ok(_)) => {
             tracing::info!(topic = config.topic, ttl = ?ttl, "created Kafka topic");

@@ -33,11 +33,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, Script, TlsCertificates};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{Presence, PresenceError, PresenceEvent};
+use crate::config::RedisConfig;
 use crate::protocol::Member;
 
 /// The key names of one scope.
@@ -298,12 +299,30 @@ fn err(e: impl std::fmt::Display) -> PresenceError {
 }
 
 impl RedisPresence {
-    /// Sets up presence on the Redis at `url`, for the chat cluster named
-    /// `scope`, and starts its heartbeat, reaper and event subscription.
-    /// Redis need not be up yet: until it is, presence reports not ready
-    /// and joins fail.
-    pub fn start(url: &str, scope: &str, gateway: &str, timeout: Duration) -> Result<Arc<Self>, PresenceError> {
-        let client = redis::Client::open(url).map_err(err)?;
+    /// Sets up presence on the Redis `config` names, for the chat cluster
+    /// named `scope`, and starts its heartbeat, reaper and event
+    /// subscription. Redis need not be up yet: until it is, presence
+    /// reports not ready and joins fail.
+    pub fn start(
+        config: &RedisConfig,
+        scope: &str,
+        gateway: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, PresenceError> {
+        // rediss:// goes through rustls, which takes the process's crypto
+        // provider: ring, the one built in. A second install changes nothing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = match &config.ca {
+            Some(ca) => {
+                let certificates = TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.as_bytes().to_vec()),
+                };
+                redis::Client::build_with_tls(config.url.as_str(), certificates)
+            }
+            None => redis::Client::open(config.url.as_str()),
+        }
+        .map_err(err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))

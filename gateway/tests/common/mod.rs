@@ -20,13 +20,22 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// The address of a real service from `scripts/services env`, or `None`
 /// (the test is skipped) outside CI. Under `CI=true` a missing service fails.
 pub fn service(var: &str) -> Option<String> {
+    service_of(var, "")
+}
+
+/// The same for the secured services, from `scripts/services env-secure`.
+pub fn secure_service(var: &str) -> Option<String> {
+    service_of(var, "-secure")
+}
+
+fn service_of(var: &str, set: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: the test services are not running (scripts/services up)")
+            panic!("{var} is not set: the test services are not running (scripts/services up{set})")
         }
         _ => {
-            eprintln!("skipping: {var} is not set (run `eval \"$(scripts/services env)\"`)");
+            eprintln!("skipping: {var} is not set (run `eval \"$(scripts/services env{set})\"`)");
             None
         }
     }
@@ -53,6 +62,36 @@ pub fn token(secret: &str, sub: &str, name: Option<&str>, exp_offset: i64) -> St
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
+}
+
+/// A variable `scripts/services env-secure` sets along with one already
+/// found, so its absence is a broken setup, not a skip.
+pub fn secure_service_var(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set (scripts/services env-secure sets it)"))
+}
+
+/// A file for a gateway's log and its path, in the system's temp folder.
+pub fn log_file(name: &str) -> (std::path::PathBuf, std::fs::File) {
+    let path = std::env::temp_dir().join(format!("{}.log", unique(name)));
+    let file = std::fs::File::create(&path).expect("create log file");
+    (path, file)
+}
+
+/// Waits until the log at `path` has a line containing `needle`; returns
+/// the whole log.
+pub async fn wait_for_log(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{needle}` in the log within 30 s:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A topic name no other test uses.
@@ -83,6 +122,26 @@ impl Gateway {
     }
 
     async fn spawn(settings: &[(&str, &str)], stderr: Stdio) -> Gateway {
+        let mut gateway = Self::launch(settings, stderr);
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Starts a gateway whose log goes to `log` and waits (at most 60 s)
+    /// for it to exit by itself; returns its status.
+    pub async fn run_to_exit(settings: &[(&str, &str)], log: std::fs::File) -> std::process::ExitStatus {
+        let mut gateway = Self::launch(settings, Stdio::from(log));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = gateway.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the gateway did not exit within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn launch(settings: &[(&str, &str)], stderr: Stdio) -> Gateway {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let id = unique("gw");
         let mut command = Command::new(env!("CARGO_BIN_EXE_whisper-gateway"));
@@ -98,9 +157,7 @@ impl Gateway {
             command.env(k, v);
         }
         let child = command.spawn().expect("start whisper-gateway");
-        let mut gateway = Gateway { addr, id, child };
-        gateway.wait_ready().await;
-        gateway
+        Gateway { addr, id, child }
     }
 
     async fn wait_ready(&mut self) {
@@ -118,6 +175,15 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("gateway on {} did not become ready", self.addr);
+    }
+
+    /// Waits until `/readyz` answers `want` (200 or 503).
+    pub async fn wait_readyz(&self, want: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(self.addr, "/readyz").await.map(|(code, _)| code) != Some(want) {
+            assert!(Instant::now() < deadline, "/readyz never answered {want}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub fn url(&self) -> String {
