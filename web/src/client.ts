@@ -270,7 +270,10 @@ export class ChatClient {
     Omit<ChatClientOptions, 'token' | 'selfIds' | 'backoff' | 'retryBackoff' | 'socketFactory' | 'clock' | 'random'>
   >;
   private token: string | undefined;
-  /** The token the gateway judged last on this session: accepted (hello, `authed`) or refused. */
+  /**
+   * The token this connection last showed the gateway: in `hello`, or in an
+   * `auth` it accepted or refused. A 4001 judges it; a newer one is untried.
+   */
   private presented: string | undefined;
   /** An `auth` on the wire, waiting for `authed` or `unauthorized`. */
   private pendingAuth: { ref: string; token: string } | null = null;
