@@ -444,6 +444,12 @@ class Scenario {
     this.pages = [];
     this.pageErrors = [];
     this.browser = null;
+    this.cleanups = [];
+  }
+
+  /** Runs `stop` (which may return a promise) when the scenario ends, pass or fail. */
+  onCleanup(stop) {
+    this.cleanups.push(stop);
   }
 
   /** Marks the scenario skipped, saying why; the body should return right after. */
@@ -514,6 +520,7 @@ class Scenario {
     await Promise.all([
       ...this.gateways.map((g) => g.close()),
       this.browser?.close().catch(() => undefined),
+      ...this.cleanups.map((stop) => Promise.resolve().then(stop).catch(() => undefined)),
     ]);
   }
 }

@@ -805,19 +805,6 @@ describe('reconnecting', () => {
     expect(client.getState().retryAt! - clock.now()).toBe(7_500);
   });
 
-  it('4001 stops with "unauthorized"', () => {
-    const client = makeClient();
-    const sock = online(client);
-    sock.receive({ type: 'error', code: 'unauthorized', message: 'token expired' });
-    sock.serverClose(4001);
-    const s = client.getState();
-    expect(s.status).toBe('offline');
-    expect(s.fatal?.code).toBe('closed_unauthorized');
-    expect(s.fatal?.message).toMatch(/not authorized/);
-    clock.advance(600_000);
-    expect(net.sockets).toHaveLength(1);
-  });
-
   it.each([4000, 1009])('%i stops with a protocol error instead of looping', (code) => {
     const client = makeClient();
     const sock = online(client);
@@ -833,7 +820,7 @@ describe('reconnecting', () => {
     expect(client.getState().fatal).toBeNull();
   });
 
-  it('re-joins every room with since = last id seen, and shows nothing twice', () => {
+  it.each([1001, 4010])('after close %i re-joins every room with since = last id seen, and shows nothing twice', (code) => {
     const client = makeClient();
     let sock = online(client);
     client.join('lobby');
@@ -849,7 +836,7 @@ describe('reconnecting', () => {
     sock.receive({ type: 'joined', room: 'quiet', history: [], members: [me] });
     sock.receive(messageFrame('lobby', 'm2', bob, 'two', t + 10));
 
-    sock.serverClose(1001, 'shutting down');
+    sock.serverClose(code);
     expect(client.getState().rooms.every((r) => r.status === 'joining')).toBe(true);
     clock.advance(client.getState().retryAt! - clock.now());
     sock = net.last;
@@ -953,6 +940,163 @@ describe('reconnecting', () => {
     expect(client.getState().fatal).toBeNull();
     clock.advance(600_000);
     expect(net.sockets).toHaveLength(2);
+  });
+});
+
+describe('sign-in tokens', () => {
+  const expiresAt = 1_700_000_600_000;
+
+  /** Connects to a gateway with auth on, whose welcome says when the token expires; returns the socket. */
+  function signedIn(client: ChatClient, tokenExpiresAt = expiresAt): FakeSocket {
+    client.connect();
+    const sock = net.last;
+    sock.open();
+    sock.receive(welcomeFrame(me, 'gw-a', V11_LIMITS, { ...V11_EXTRA, token_expires_at: tokenExpiresAt }));
+    return sock;
+  }
+
+  it('without a token, 4001 stops and says a sign-in is needed', () => {
+    const client = makeClient();
+    const sock = online(client);
+    sock.receive({ type: 'error', code: 'unauthorized', message: 'a token is required' });
+    sock.serverClose(4001);
+    const s = client.getState();
+    expect(s.status).toBe('offline');
+    expect(s.fatal?.code).toBe('sign_in_required');
+    expect(s.fatal?.message).toMatch(/open the chat from/);
+    clock.advance(600_000);
+    expect(net.sockets).toHaveLength(1);
+  });
+
+  it('a new token is sent as auth on the open session, and carried by later hellos', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    const sock = signedIn(client);
+    expect(sock.sent[0]).toEqual({ type: 'hello', name: 'alice', token: 'jwt-1' });
+    expect(client.getState().tokenExpiresAt).toBe(expiresAt);
+
+    client.setToken('jwt-1');
+    expect(sock.framesOf('auth')).toEqual([]);
+    client.setToken('jwt-2');
+    const auth = sock.lastOf('auth');
+    expect(auth).toEqual({ type: 'auth', token: 'jwt-2', ref: expect.stringMatching(/^a-\d+$/) as unknown });
+    sock.receive({ type: 'authed', ref: 'a-unrelated', expires_at: expiresAt + 1 });
+    expect(client.getState().tokenExpiresAt).toBe(expiresAt);
+    sock.receive({ type: 'authed', ref: auth?.ref, expires_at: expiresAt + 600_000 });
+    expect(client.getState().tokenExpiresAt).toBe(expiresAt + 600_000);
+    expect(client.getState().status).toBe('online');
+
+    sock.serverClose(4010);
+    clock.advance(client.getState().retryAt! - clock.now());
+    net.last.open();
+    expect(net.last.sent[0]).toEqual({ type: 'hello', name: 'alice', token: 'jwt-2' });
+  });
+
+  it('a token that arrives while reconnecting waits for the next hello', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    signedIn(client).serverClose(1001);
+    client.setToken('jwt-2');
+    clock.advance(client.getState().retryAt! - clock.now());
+    const sock = net.last;
+    sock.open();
+    expect(sock.sent[0]).toEqual({ type: 'hello', name: 'alice', token: 'jwt-2' });
+    sock.receive(welcomeFrame(me, 'gw-a', V11_LIMITS, V11_EXTRA));
+    expect(sock.framesOf('auth')).toEqual([]);
+  });
+
+  it('a token that arrives after hello went out is sent as auth once welcome comes', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    client.connect();
+    const sock = net.last;
+    sock.open();
+    client.setToken('jwt-2');
+    expect(sock.framesOf('auth')).toEqual([]);
+    sock.receive(welcomeFrame(me, 'gw-a', V11_LIMITS, V11_EXTRA));
+    expect(sock.lastOf('auth')?.token).toBe('jwt-2');
+  });
+
+  it('a refused refresh stops with "not accepted"; a newer token connects again', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    const sock = signedIn(client);
+    client.join('lobby');
+    client.setToken('jwt-other-user');
+    sock.receive({ type: 'error', code: 'unauthorized', message: 'sub differs', ref: sock.lastOf('auth')?.ref });
+    sock.serverClose(4001);
+    let s = client.getState();
+    expect(s.status).toBe('offline');
+    expect(s.fatal?.code).toBe('closed_unauthorized');
+    expect(s.fatal?.message).toMatch(/not accepted/);
+    clock.advance(600_000);
+    expect(net.sockets).toHaveLength(1);
+
+    client.setToken('jwt-3');
+    expect(net.sockets).toHaveLength(2);
+    net.last.open();
+    expect(net.last.sent[0]).toEqual({ type: 'hello', name: 'alice', token: 'jwt-3' });
+    net.last.receive(welcomeFrame(me, 'gw-a', V11_LIMITS, V11_EXTRA));
+    s = client.getState();
+    expect(s.status).toBe('online');
+    expect(s.fatal).toBeNull();
+    expect(net.last.lastOf('join')).toEqual({ type: 'join', room: 'lobby' });
+  });
+
+  it('a token that expires without a refresh stops with "expired"', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    const sock = signedIn(client, clock.now() + 5_000);
+    clock.advance(5_000);
+    sock.receive({ type: 'error', code: 'unauthorized', message: 'the token has expired' });
+    sock.serverClose(4001);
+    const s = client.getState();
+    expect(s.fatal?.code).toBe('sign_in_expired');
+    expect(s.fatal?.message).toMatch(/expired/);
+    clock.advance(600_000);
+    expect(net.sockets).toHaveLength(1);
+  });
+
+  it('a hello refused after a drop, past the expiry it knew, says "expired"', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    signedIn(client, clock.now() + 5_000).serverClose(1006);
+    clock.advance(6_000);
+    expect(net.sockets).toHaveLength(2);
+    net.last.open();
+    net.last.receive({ type: 'error', code: 'unauthorized', message: 'the token has expired' });
+    net.last.serverClose(4001);
+    expect(client.getState().fatal?.code).toBe('sign_in_expired');
+  });
+
+  it('an expiry that overtakes a refresh on the wire reconnects with the new token', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    const sock = signedIn(client);
+    client.setToken('jwt-2');
+    sock.receive({ type: 'error', code: 'unauthorized', message: 'the token has expired' });
+    sock.serverClose(4001);
+    expect(client.getState().status).toBe('reconnecting');
+    clock.advance(client.getState().retryAt! - clock.now());
+    net.last.open();
+    expect(net.last.sent[0]).toEqual({ type: 'hello', name: 'alice', token: 'jwt-2' });
+  });
+
+  it('a gateway without token refresh keeps the session, and the next connection uses the new token', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    const errors: ChatError[] = [];
+    client.on('error', (e) => errors.push(e));
+    const sock = signedIn(client);
+    client.setToken('jwt-2');
+    sock.receive({ type: 'error', code: 'bad_request', message: 'unknown frame type', ref: sock.lastOf('auth')?.ref });
+    expect(client.getState().status).toBe('online');
+    expect(errors).toEqual([]);
+    sock.serverClose(1001);
+    clock.advance(client.getState().retryAt! - clock.now());
+    net.last.open();
+    expect(net.last.sent[0]).toEqual({ type: 'hello', name: 'alice', token: 'jwt-2' });
+  });
+
+  it('a new token does not reconnect a client the user disconnected', () => {
+    const client = makeClient({ token: 'jwt-1' });
+    signedIn(client);
+    client.disconnect();
+    client.setToken('jwt-2');
+    expect(net.sockets).toHaveLength(1);
+    expect(client.getState().status).toBe('offline');
   });
 });
 

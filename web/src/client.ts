@@ -3,9 +3,14 @@
  *
  * - Connection state machine: offline → connecting → online, and on a drop
  *   reconnecting (exponential backoff, full jitter) → connecting → online.
- *   Close codes 4001 (unauthorized), 4000 and 1009 (protocol errors) stop
- *   retrying; 4008 backs off hard; anything else (1001, 4009, 4010, network
- *   loss) reconnects.
+ *   Close codes 4000 and 1009 (protocol errors) stop retrying; so does 4001
+ *   (unauthorized) unless the page has a newer token the gateway has not
+ *   judged yet; 4008 backs off hard; anything else (1001, 4009, 4010,
+ *   network loss) reconnects.
+ * - Sign-in (gateways with auth on): the token goes in `hello`; a new one
+ *   (`setToken`) is sent as `auth` on the open session (v1.1 token refresh)
+ *   and used by every later `hello`. After a 4001 a new token connects
+ *   again.
  * - The rooms the user is in survive reconnects: after every `welcome` the
  *   client re-joins each one with `since` = the last message id seen there,
  *   and drops messages whose id it already has.
@@ -38,7 +43,7 @@ import {
   newCid,
   sealedLength,
 } from './crypto.ts';
-import { ChatError, describeError } from './errors.ts';
+import { ChatError, describeError, isSignInError } from './errors.ts';
 import { SkewEstimator, isExpired } from './expiry.ts';
 import {
   CloseCode,
@@ -52,6 +57,7 @@ import {
   parseServerFrame,
   utf8Length,
   type AckFrame,
+  type AuthedFrame,
   type ClientFrame,
   type ErrorFrame,
   type Features,
@@ -159,6 +165,8 @@ export interface ChatState {
   activeRoom: string | null;
   /** Estimated `server clock − local clock`, ms. */
   offset: number;
+  /** Server clock: when the session's token expires (auth on, v1.1); null when not told. */
+  tokenExpiresAt: number | null;
 }
 
 export interface ChatEvents {
@@ -176,7 +184,7 @@ export interface ChatClientOptions {
   /** WebSocket URL, e.g. `wss://host/v1/ws`. */
   url: string;
   name: string;
-  /** Sent in `hello` when set (gateways with auth on). */
+  /** Sent in `hello` when set (gateways with auth on); `setToken` replaces it. */
   token?: string;
   socketFactory?: SocketFactory;
   clock?: Clock;
@@ -221,6 +229,12 @@ interface SendJob {
 
 const DEFAULT_RETRY_BACKOFF: Readonly<BackoffPolicy> = { baseMs: 500, capMs: 8_000 };
 
+/**
+ * A 4001 this close to the token's expiry (server clock) is taken for the
+ * expiry: the gateway allows 5 s of leeway, and the skew estimate is rough.
+ */
+const EXPIRY_MARGIN_MS = 10_000;
+
 interface RoomMeta {
   /** Message id → expires_at, for dedupe; kept a while past expiry. */
   seen: Map<string, number>;
@@ -255,7 +269,14 @@ export class ChatClient {
   private readonly opts: Required<
     Omit<ChatClientOptions, 'token' | 'selfIds' | 'backoff' | 'retryBackoff' | 'socketFactory' | 'clock' | 'random'>
   >;
-  private readonly token: string | undefined;
+  private token: string | undefined;
+  /**
+   * The token this connection last showed the gateway: in `hello`, or in an
+   * `auth` it accepted or refused. A 4001 judges it; a newer one is untried.
+   */
+  private presented: string | undefined;
+  /** An `auth` on the wire, waiting for `authed` or `unauthorized`. */
+  private pendingAuth: { ref: string; token: string } | null = null;
   private readonly factory: SocketFactory;
   private readonly clock: Clock;
   private readonly random: () => number;
@@ -334,6 +355,7 @@ export class ChatClient {
       rooms: [],
       activeRoom: null,
       offset: 0,
+      tokenExpiresAt: null,
     };
   }
 
@@ -377,6 +399,19 @@ export class ChatClient {
       this.userStopped = false;
       this.clearTimer('retryTimer');
       this.open();
+    }
+  }
+
+  /**
+   * A new sign-in token from the page: sent as `auth` on the open session,
+   * and in every later `hello`. After a sign-in failure it connects again.
+   */
+  setToken(token: string): void {
+    if (token === this.token) return;
+    this.token = token;
+    if (this.state.status === 'online') this.sendAuth();
+    else if (this.state.status === 'offline' && this.state.fatal !== null && isSignInError(this.state.fatal.code)) {
+      this.connect();
     }
   }
 
@@ -435,7 +470,34 @@ export class ChatClient {
   private onOpen(): void {
     const hello: ClientFrame =
       this.token === undefined ? { type: 'hello', name: this.opts.name } : { type: 'hello', name: this.opts.name, token: this.token };
+    this.presented = this.token;
     this.write(hello);
+  }
+
+  private sendAuth(): void {
+    if (this.token === undefined) return;
+    const ref = `a-${++this.seq}`;
+    this.pendingAuth = { ref, token: this.token };
+    this.write({ type: 'auth', token: this.token, ref });
+  }
+
+  private onAuthed(frame: AuthedFrame): void {
+    if (this.pendingAuth === null || frame.ref !== this.pendingAuth.ref) return;
+    this.presented = this.pendingAuth.token;
+    this.pendingAuth = null;
+    this.update({ tokenExpiresAt: frame.expires_at });
+  }
+
+  /** Why a 4001 stops the client: no token, the token's expiry, or a refusal. */
+  private signInError(): ChatError {
+    const expiresAt = this.state.tokenExpiresAt;
+    const code =
+      this.token === undefined
+        ? 'sign_in_required'
+        : expiresAt !== null && this.serverNow() >= expiresAt - EXPIRY_MARGIN_MS
+          ? 'sign_in_expired'
+          : 'closed_unauthorized';
+    return new ChatError(code, describeError(code));
   }
 
   private onClose(code: number): void {
@@ -450,7 +512,8 @@ export class ChatClient {
     }
     let fatal: ChatError | null = null;
     if (code === CloseCode.Unauthorized) {
-      fatal = new ChatError('closed_unauthorized', describeError('closed_unauthorized'));
+      // A token newer than the one refused or expired is tried on a new connection.
+      if (this.token === undefined || this.token === this.presented) fatal = this.signInError();
     } else if (code === CloseCode.ProtocolViolation || code === CloseCode.TooLarge) {
       fatal = new ChatError('protocol', describeError('protocol'));
     }
@@ -483,6 +546,7 @@ export class ChatClient {
     this.clearTimer('pingTimer');
     this.clearTimer('pongTimer');
     this.pingRef = null;
+    this.pendingAuth = null;
     this.pendingJoins = [];
     this.leaving.clear();
     this.ownSentAt.clear();
@@ -575,6 +639,9 @@ export class ChatClient {
       case 'pong':
         this.onPong(frame.ref);
         break;
+      case 'authed':
+        this.onAuthed(frame);
+        break;
     }
   }
 
@@ -594,7 +661,10 @@ export class ChatClient {
       ttlMs: frame.ttl_ms,
       features: featuresOf(frame),
       offset: this.skew.offset,
+      tokenExpiresAt: frame.token_expires_at ?? null,
     });
+    // A token that came while connecting replaces the one `hello` carried.
+    if (this.token !== this.presented) this.sendAuth();
     this.sendPing();
     for (const room of this.state.rooms) this.sendJoin(room.id, room.lastId);
     this.emit('welcome', { self: frame.user, gateway: frame.gateway });
@@ -727,6 +797,17 @@ export class ChatClient {
     }
     const error = (room?: string) => new ChatError(frame.code, describeError(frame.code, frame.message, this.state.limits), room);
 
+    if (this.pendingAuth !== null && frame.ref === this.pendingAuth.ref) {
+      if (frame.code === 'unauthorized') {
+        // Refused: the gateway closes with 4001 right after.
+        this.presented = this.pendingAuth.token;
+      } else {
+        // A gateway without token refresh: the token waits for the next connection.
+        console.warn(`WhisperRooms: the gateway did not take the new token (${frame.code}); the next connection uses it`);
+      }
+      this.pendingAuth = null;
+      return;
+    }
     if (frame.code === 'unauthorized') {
       // The gateway closes with 4001 right after; the close shows the reason.
       return;

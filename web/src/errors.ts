@@ -11,6 +11,9 @@ export type LocalErrorCode =
   | 'timeout'
   | 'protocol'
   | 'closed_unauthorized'
+  | 'sign_in_expired'
+  | 'sign_in_required'
+  | 'token_in_query'
   | 'policy'
   | 'not_sent_in_time'
   | 'bad_key'
@@ -28,6 +31,29 @@ export class ChatError extends Error {
     this.name = 'ChatError';
     this.code = code;
     this.room = room;
+  }
+}
+
+/** The codes a 4001 close stops with: a new token from the embedding app is needed. */
+const SIGN_IN_ERRORS: readonly string[] = ['closed_unauthorized', 'sign_in_expired', 'sign_in_required'];
+
+export function isSignInError(code: string): boolean {
+  return SIGN_IN_ERRORS.includes(code);
+}
+
+/**
+ * What to do after a sign-in failure, naming the app that embeds the chat
+ * (`app`, e.g. its host) when known.
+ */
+export function describeSignIn(code: string, app: string | null): string {
+  const from = app ?? 'the app you opened it from';
+  switch (code) {
+    case 'sign_in_required':
+      return `This chat server only lets in people signed in by an app: open the chat from ${app ?? 'that app'}.`;
+    case 'sign_in_expired':
+      return `Your sign-in expired. Reopen the chat from ${from} to carry on.`;
+    default:
+      return `Your sign-in was not accepted. Reopen the chat from ${from} to sign in again.`;
   }
 }
 
@@ -66,8 +92,13 @@ export function describeError(
     case 'blocked':
       return 'The server’s content policy refused this message. It was not sent.';
     case 'unauthorized':
-    case 'closed_unauthorized':
       return 'You are not authorized to chat here. Your sign-in may have expired.';
+    case 'closed_unauthorized':
+    case 'sign_in_expired':
+    case 'sign_in_required':
+      return describeSignIn(code, null);
+    case 'token_in_query':
+      return 'The link carried a sign-in token in its query string (?token=), which servers and their logs see, so it was ignored. The app that links here must put it after “#” (#token=…).';
     case 'offline':
       return 'You are offline: nothing can be sent until you reconnect. The message is still in the box.';
     case 'connection_lost':

@@ -128,6 +128,15 @@ describe('parseServerFrame reads the v1.1 additions', () => {
     expect(ok(v11)).toEqual(v11);
   });
 
+  it('welcome with the token expiry (auth on), and authed answering a token refresh', () => {
+    expect(ok({ ...v11, token_expires_at: 1763800600000 })).toEqual({ ...v11, token_expires_at: 1763800600000 });
+    expect(ok({ type: 'authed', ref: 'a-3', expires_at: 1763800900000 })).toEqual({
+      type: 'authed',
+      ref: 'a-3',
+      expires_at: 1763800900000,
+    });
+  });
+
   it('message with enc', () => {
     expect(ok({ ...msg, enc: 'aes-gcm-v1' })).toEqual({ ...msg, enc: 'aes-gcm-v1' });
     expect(ok({ ...msg, enc: null })).toEqual(msg);
@@ -153,6 +162,8 @@ describe('parseServerFrame reads the v1.1 additions', () => {
     ['a string min_ttl_ms', { ...v11, limits: { ...v11.limits, min_ttl_ms: '1000' } }],
     ['a string encryption_required', { ...v11, encryption_required: 'yes' }],
     ['a numeric enc', { ...msg, enc: 1 }],
+    ['a string token_expires_at', { ...v11, token_expires_at: 'soon' }],
+    ['authed without expires_at', { type: 'authed', ref: 'a-1' }],
   ])('rejects %s', (_label, frame) => {
     expect(bad(frame)).toBeTruthy();
   });
@@ -226,6 +237,9 @@ describe('client frames', () => {
     );
     expect(encodeClientFrame({ type: 'leave', room: 'lobby' })).toBe('{"type":"leave","room":"lobby"}');
     expect(encodeClientFrame({ type: 'ping', ref: 'p-1' })).toBe('{"type":"ping","ref":"p-1"}');
+    expect(encodeClientFrame({ type: 'auth', token: 'h.p.s', ref: 'a-1' })).toBe(
+      '{"type":"auth","token":"h.p.s","ref":"a-1"}',
+    );
     const v11Send = {
       type: 'send',
       room: 'r',

@@ -81,7 +81,14 @@ export interface PingFrame {
   ref?: string;
 }
 
-export type ClientFrame = HelloFrame | JoinFrame | LeaveFrame | SendFrame | PingFrame;
+/** v1.1, auth on: replaces the session's token (same `sub`); answered by `authed`. */
+export interface AuthFrame {
+  type: 'auth';
+  token: string;
+  ref?: string;
+}
+
+export type ClientFrame = HelloFrame | JoinFrame | LeaveFrame | SendFrame | PingFrame | AuthFrame;
 
 // ---------------------------------------------------------------- server → client
 
@@ -96,6 +103,8 @@ export interface WelcomeFrame {
   idle_timeout_ms?: number;
   /** v1.1: the gateway refuses a `send` without `enc`. */
   encryption_required?: boolean;
+  /** v1.1, auth on: when the session's token expires (then 4001, unless refreshed). */
+  token_expires_at?: number;
 }
 
 export interface MessageFrame {
@@ -174,6 +183,13 @@ export interface ErrorFrame {
   ref?: string;
 }
 
+/** v1.1: the `auth` with this `ref` was accepted; the session now lasts until `expires_at`. */
+export interface AuthedFrame {
+  type: 'authed';
+  ref?: string;
+  expires_at: number;
+}
+
 export interface PongFrame {
   type: 'pong';
   ref?: string;
@@ -187,7 +203,8 @@ export type ServerFrame =
   | AckFrame
   | PresenceFrame
   | ErrorFrame
-  | PongFrame;
+  | PongFrame
+  | AuthedFrame;
 
 // ---------------------------------------------------------------- close codes
 
@@ -198,7 +215,7 @@ export const CloseCode = {
   TooLarge: 1009,
   /** Protocol violation (no hello, repeated bad frames): a client bug. */
   ProtocolViolation: 4000,
-  /** Unauthorized: a new token is needed. */
+  /** Unauthorized (token refused, or expired without a refresh): a new token is needed. */
   Unauthorized: 4001,
   /** Abuse beyond rate limiting: back off. */
   Policy: 4008,
@@ -399,6 +416,7 @@ function decode(o: Obj): ServerFrame {
         },
         ...opt('idle_timeout_ms', optNum(o, 'idle_timeout_ms')),
         ...opt('encryption_required', optBool(o, 'encryption_required')),
+        ...opt('token_expires_at', optNum(o, 'token_expires_at')),
       };
     }
     case 'joined':
@@ -423,6 +441,8 @@ function decode(o: Obj): ServerFrame {
       return withRef({ type, code: str(o, 'code'), message: str(o, 'message') }, optStr(o, 'ref'));
     case 'pong':
       return withRef({ type }, optStr(o, 'ref'));
+    case 'authed':
+      return withRef({ type, expires_at: num(o, 'expires_at') }, optStr(o, 'ref'));
     default:
       return fail(`unknown frame type "${type}"`);
   }

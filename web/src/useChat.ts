@@ -2,10 +2,12 @@
  * useChat: the bridge between one ChatClient and React.
  *
  * Owns what is about the page rather than the protocol: the URL (current
- * room, and a private room's key), what localStorage remembers (rooms, own
- * user ids, pinned rooms' keys), toasts, screen reader announcements,
- * desktop notifications and the expiry sweep, which takes message text off
- * the page (live region and notifications included) at `expires_at`.
+ * room, and a private room's key), the sign-in token the embedding app gave
+ * the page (new ones go to the client as they come), what localStorage
+ * remembers (rooms, own user ids, pinned rooms' keys), toasts, screen
+ * reader announcements, desktop notifications and the expiry sweep, which
+ * takes message text off the page (live region and notifications included)
+ * at `expires_at`.
  */
 import { useCallback, useEffect, useEffectEvent, useState, useSyncExternalStore } from 'react';
 import { ChatClient, type ChatMessage, type ChatState, type MessageBody } from './client.ts';
@@ -15,6 +17,7 @@ import { ensureNotificationPermission, notificationPermission, showNotification 
 import { WS_PATH, normalizeRoomId } from './protocol.ts';
 import { hashForRoom, isRouteHash, linkFromText, linkFromUrl, type RoomLink } from './route.ts';
 import { storage } from './storage.ts';
+import type { PageAuth } from './token.ts';
 import { MessageTraces, type Announcement } from './traces.ts';
 
 export interface Toast {
@@ -118,9 +121,17 @@ interface Setup {
 }
 
 /** Builds the client and reads what the URL and storage ask for. No I/O happens here. */
-function setup(name: string): Setup {
-  const client = new ChatClient({ url: socketUrl(window.location), name, selfIds: storage.selfIds() });
+function setup(name: string, auth: PageAuth): Setup {
+  const client = new ChatClient({
+    url: socketUrl(window.location),
+    name,
+    ...(auth.token === null ? {} : { token: auth.token }),
+    selfIds: storage.selfIds(),
+  });
   const toasts: Toast[] = [];
+  if (auth.ignoredQueryToken) {
+    toasts.push(makeToast('token_in_query', describeError('token_in_query'), 'Sign-in token ignored'));
+  }
   const saved = storage.rooms();
   const keys = storage.roomKeys();
   for (const room of saved) {
@@ -139,8 +150,8 @@ function setup(name: string): Setup {
   return { client, traces: new MessageTraces(), toasts };
 }
 
-export function useChat(name: string): ChatApi {
-  const [{ client, traces, toasts: initialToasts }] = useState(() => setup(name));
+export function useChat(name: string, auth: PageAuth): ChatApi {
+  const [{ client, traces, toasts: initialToasts }] = useState(() => setup(name, auth));
   const state = useSyncExternalStore(client.subscribe, client.getState);
   const announcements = useSyncExternalStore(traces.subscribe, traces.announcements);
   const [toasts, setToasts] = useState<readonly Toast[]>(initialToasts);
@@ -171,6 +182,11 @@ export function useChat(name: string): ChatApi {
       client.disconnect();
     };
   }, [client]);
+
+  // ---- a new token from the embedding app (a new `#token=…`): refresh the session with it
+  useEffect(() => {
+    if (auth.token !== null) client.setToken(auth.token);
+  }, [client, auth.token]);
 
   // ---- expiry: at each message's expires_at its text leaves memory, the
   // page, the live region and the notification showing it

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState, type MouseEvent } from 'react
 import type { OutgoingMessage } from '../client.ts';
 import { lifetimeChoices } from '../expiry.ts';
 import { applyTheme, loadTheme, type ThemeChoice } from '../theme.ts';
+import type { PageAuth } from '../token.ts';
 import { useChat } from '../useChat.ts';
 import { Composer, COMPOSER_ID } from './Composer.tsx';
 import { ConnectionBanner } from './ConnectionBanner.tsx';
@@ -15,15 +16,18 @@ import { Toasts } from './Toasts.tsx';
 
 interface Props {
   name: string;
-  onChangeName: () => void;
+  /** What the embedding app gave the page to sign in with (gateways with auth on). */
+  auth: PageAuth;
+  /** Null when the name comes from the token. */
+  onChangeName: (() => void) | null;
 }
 
 const SIDEBAR_ID = 'sidebar';
 const MEMBERS_ID = 'members';
 
 /** The signed-in layout: rooms on the left, the open room in the middle, members on the right. */
-export function ChatScreen({ name, onChangeName }: Props) {
-  const chat = useChat(name);
+export function ChatScreen({ name, auth, onChangeName }: Props) {
+  const chat = useChat(name, auth);
   const { state } = chat;
   const [drawerOpen, setDrawerOpen] = useState(false);
   const [membersOpen, setMembersOpen] = useState(false);

@@ -1,4 +1,6 @@
 import type { ChatState } from '../client.ts';
+import { describeSignIn, isSignInError } from '../errors.ts';
+import { embedderHost } from '../token.ts';
 import { useNow } from '../useNow.ts';
 import { secondsUntil } from './ConnectionStatus.tsx';
 import { Icon } from './Icon.tsx';
@@ -6,8 +8,15 @@ import { Icon } from './Icon.tsx';
 interface Props {
   state: ChatState;
   onRetry: () => void;
-  onChangeName: () => void;
+  /** Null when the name is not the user's to change (it comes from the sign-in token). */
+  onChangeName: (() => void) | null;
 }
+
+const SIGN_IN_TITLES: Record<string, string> = {
+  sign_in_expired: 'Your sign-in expired.',
+  sign_in_required: 'Sign-in needed.',
+  closed_unauthorized: 'Your sign-in was not accepted.',
+};
 
 /** Explains, above the messages, why the room is not live right now. */
 export function ConnectionBanner({ state, onRetry, onChangeName }: Props) {
@@ -31,11 +40,11 @@ export function ConnectionBanner({ state, onRetry, onChangeName }: Props) {
       if (state.fatal?.code === 'invalid_name') {
         title = 'That name was refused.';
         detail = state.fatal.message;
-        action = { label: 'Choose another name', run: onChangeName };
-      } else if (state.fatal?.code === 'closed_unauthorized') {
-        title = 'Unauthorized.';
-        detail = state.fatal.message;
-        action = { label: 'Try again', run: onRetry };
+        action = onChangeName === null ? null : { label: 'Choose another name', run: onChangeName };
+      } else if (state.fatal !== null && isSignInError(state.fatal.code)) {
+        // Only a new token helps; it arrives with the link the app opens (`#token=…`).
+        title = SIGN_IN_TITLES[state.fatal.code] ?? 'Signed out.';
+        detail = describeSignIn(state.fatal.code, embedderHost(document.referrer, window.location.origin));
       } else if (state.fatal !== null) {
         title = 'Protocol error.';
         detail = state.fatal.message;

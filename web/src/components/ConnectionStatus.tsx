@@ -1,9 +1,14 @@
 import type { ChatState } from '../client.ts';
+import { isSignInError } from '../errors.ts';
 import { useNow } from '../useNow.ts';
 
 /** Seconds until the next attempt, rounded up, never below 1 while waiting. */
 export function secondsUntil(retryAt: number | null, now: number): number {
   return retryAt === null ? 0 : Math.max(1, Math.ceil((retryAt - now) / 1000));
+}
+
+function offlineLabel(state: Pick<ChatState, 'fatal'>): string {
+  return state.fatal !== null && isSignInError(state.fatal.code) ? 'Signed out' : 'Offline';
 }
 
 export function statusLabel(state: Pick<ChatState, 'status' | 'retryAt' | 'fatal'>, now: number): string {
@@ -15,7 +20,7 @@ export function statusLabel(state: Pick<ChatState, 'status' | 'retryAt' | 'fatal
     case 'reconnecting':
       return `Reconnecting in ${secondsUntil(state.retryAt, now)}s`;
     case 'offline':
-      return state.fatal?.code === 'closed_unauthorized' ? 'Unauthorized' : 'Offline';
+      return offlineLabel(state);
   }
 }
 
@@ -29,7 +34,7 @@ export function shortStatusLabel(state: Pick<ChatState, 'status' | 'retryAt' | '
     case 'reconnecting':
       return `Retry ${secondsUntil(state.retryAt, now)}s`;
     case 'offline':
-      return state.fatal?.code === 'closed_unauthorized' ? 'Unauthorized' : 'Offline';
+      return offlineLabel(state);
   }
 }
 

@@ -5,11 +5,13 @@ import { Logo } from './Logo.tsx';
 
 interface Props {
   initialName: string;
+  /** Something about the link the user should know (shown above the form's fields). */
+  notice: string | null;
   onSubmit: (name: string) => void;
 }
 
 /** First screen: who are you? The name is remembered for next time. */
-export function NameGate({ initialName, onSubmit }: Props) {
+export function NameGate({ initialName, notice, onSubmit }: Props) {
   const [name, setName] = useState(initialName);
   const [error, setError] = useState<string | null>(null);
   const inputId = useId();
@@ -42,6 +44,11 @@ export function NameGate({ initialName, onSubmit }: Props) {
           Group chat that forgets. Every message fades away a few minutes after it is sent — no history, no
           archive.
         </p>
+        {notice !== null && (
+          <p className="field-error" role="alert" data-testid="gate-notice">
+            {notice}
+          </p>
+        )}
         <label htmlFor={inputId} className="field-label">
           Your name
         </label>

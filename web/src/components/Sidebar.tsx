@@ -29,7 +29,8 @@ interface Props {
   onClose: () => void;
   onToggleNotifications: (on: boolean) => void;
   onTheme: (theme: ThemeChoice) => void;
-  onChangeName: () => void;
+  /** Null when the name comes from the sign-in token. */
+  onChangeName: (() => void) | null;
 }
 
 const THEME_ICON: Record<ThemeChoice, IconName> = { system: 'monitor', light: 'sun', dark: 'moon' };
@@ -65,9 +66,11 @@ export function Sidebar(props: Props) {
             <bdi className="me-name" data-testid="self-name">
               {props.self?.name ?? props.name}
             </bdi>
-            <button type="button" className="link-button" onClick={props.onChangeName} data-testid="change-name">
-              Change name
-            </button>
+            {props.onChangeName !== null && (
+              <button type="button" className="link-button" onClick={props.onChangeName} data-testid="change-name">
+                Change name
+              </button>
+            )}
           </div>
         </div>
         <div className="foot-actions">
