@@ -1,5 +1,5 @@
-//! Shared test harness: the real services, gateway processes and a
-//! WebSocket client that speaks protocol v1.
+//! Shared test harness: the real services, gateway processes, a gateway
+//! inside the test process, and a WebSocket client that speaks protocol v1.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use whisper_gateway::config::{Config, Settings};
+use whisper_gateway::server::{self, AppState};
 
 /// How long a test waits for an expected frame.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,6 +159,41 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A gateway running inside the test process, on the embedded bus and
+/// in-memory presence: no process to spawn, and its state can be read.
+pub struct InProcess {
+    pub url: String,
+    pub state: AppState,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), server::Error>>,
+}
+
+impl InProcess {
+    /// Starts one on a free port of 127.0.0.1 with these settings.
+    pub async fn start(settings: Settings) -> InProcess {
+        let config = Config::from_settings(Settings {
+            listen: Some("127.0.0.1:0".into()),
+            ..settings
+        })
+        .expect("valid test settings");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
+        let state = server::connect(config).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(state.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        InProcess { url, state, stop, task }
+    }
+
+    /// Shuts the gateway down (its sockets are closed with 1001) and waits
+    /// until it has stopped.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
     }
 }
 
