@@ -8,8 +8,8 @@ use serde_json::json;
 #[tokio::test]
 async fn two_clients_chat_on_the_embedded_bus() {
     let gw = InProcess::start(Default::default()).await;
-    let mut alice = Client::hello(&gw.url, "alice").await;
-    let mut bob = Client::hello(&gw.url, "bob").await;
+    let mut alice = Client::hello(&gw.url(), "alice").await;
+    let mut bob = Client::hello(&gw.url(), "bob").await;
     alice.join("lobby").await;
     let joined = bob.join("lobby").await;
     assert_eq!(joined["members"].as_array().unwrap().len(), 2, "{joined}");
@@ -29,7 +29,7 @@ async fn two_clients_chat_on_the_embedded_bus() {
     alice.send(json!({"type": "ping", "ref": "p-1"})).await;
     assert_eq!(alice.expect("pong").await["ref"], "p-1");
 
-    let mut carol = Client::hello(&gw.url, "carol").await;
+    let mut carol = Client::hello(&gw.url(), "carol").await;
     let history = carol.join("lobby").await;
     assert_eq!(history["history"][0]["id"], id.as_str(), "history on join");
 

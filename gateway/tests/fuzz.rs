@@ -1012,8 +1012,9 @@ fn run(require_encryption: bool, steps: &[(usize, Action)]) {
             clients: (0..CLIENTS).map(|_| None).collect(),
             ..Model::default()
         };
+        let url = gateway.url();
         for (client, action) in steps {
-            model.step(&gateway.url, *client, action).await;
+            model.step(&url, *client, action).await;
             settle(&gateway, &model).await;
         }
         model.finish().await;

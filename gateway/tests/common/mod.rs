@@ -147,11 +147,7 @@ impl Gateway {
     /// The gateway's metric value (the first sample whose line starts with `name`).
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, body) = http_get(self.addr, "/metrics").await.expect("metrics answer");
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} not found in\n{body}"))
+        metric(&body, name)
     }
 }
 
@@ -165,28 +161,44 @@ impl Drop for Gateway {
 /// A gateway running inside the test process, on the embedded bus and
 /// in-memory presence: no process to spawn, and its state can be read.
 pub struct InProcess {
-    pub url: String,
+    pub addr: SocketAddr,
     pub state: AppState,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), server::Error>>,
 }
 
 impl InProcess {
-    /// Starts one on a free port of 127.0.0.1 with these settings.
+    /// Starts one on a free port of 127.0.0.1 with these settings (and,
+    /// unless they name one, a gateway id of its own).
     pub async fn start(settings: Settings) -> InProcess {
         let config = Config::from_settings(Settings {
             listen: Some("127.0.0.1:0".into()),
+            gateway_id: settings.gateway_id.clone().or_else(|| Some(unique("gw"))),
             ..settings
         })
         .expect("valid test settings");
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
         let state = server::connect(config).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(state.clone(), listener, async {
             let _ = stopped.await;
         }));
-        InProcess { url, state, stop, task }
+        InProcess {
+            addr,
+            state,
+            stop,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// The gateway's metric value, as `/metrics` shows it.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&self.state.metrics.encode(), name)
     }
 
     /// Shuts the gateway down (its sockets are closed with 1001) and waits
@@ -195,6 +207,17 @@ impl InProcess {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
     }
+}
+
+/// The value of the first sample of metric `name` in a Prometheus text
+/// exposition.
+fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not found in\n{exposition}"))
 }
 
 /// A minimal HTTP/1.1 GET; returns the status code and body.
