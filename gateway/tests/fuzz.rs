@@ -454,7 +454,8 @@ struct Model {
     clients: Vec<Option<Conn>>,
     /// Every user ever welcomed: id → name.
     users: HashMap<String, String>,
-    /// Each room's messages in bus order.
+    /// Each room's messages in bus order: the order their sends were
+    /// accepted, as steps are taken one at a time.
     log: HashMap<String, Vec<String>>,
     messages: HashMap<String, Sent>,
     /// The id of each (room, cid) that was accepted.
