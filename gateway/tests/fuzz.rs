@@ -11,8 +11,8 @@
 //! - the gateway never panics, and every frame it sends is JSON of a known
 //!   type with that type's fields;
 //! - every client frame gets exactly the answer the protocol names (its
-//!   error code in the documented check order, `ref` echoed when it had
-//!   one), and closes come with their codes (4000 on the 11th bad frame in a
+//!   error code in the documented check order, the content filter's
+//!   included; `ref` echoed when it had one), and closes come with their codes (4000 on the 11th bad frame in a
 //!   row, 1009 over the frame limit);
 //! - a `message` or `presence` of a room reaches a connection only between
 //!   its `joined` and its `left` for that room, as received: a message in
@@ -266,16 +266,28 @@ const VALID_NAMES: usize = 3;
 /// Room ids; the first three are well formed.
 const ROOMS: [&str; 5] = ["r0", "r1", "r2", "Not Valid", "-x"];
 const VALID_ROOMS: usize = 3;
-/// Texts for `send` (at most 16 bytes), with the error they get.
-const TEXTS: [(&str, Option<&str>); 6] = [
-    ("hi", None),
-    ("sixteen bytes ok", None),
-    ("", Some("empty")),
-    (" \n\t", Some("empty")),
-    ("seventeen bytes!!", Some("too_large")),
-    ("ééééééééé", Some("too_large")),
+/// What the gateway makes of a `send`'s text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    Fine,
+    /// `empty` or `too_large` (at most 16 bytes).
+    Refused(&'static str),
+    /// Matches the content filter's [`DENY_RULE`]: `blocked`, unless `enc`
+    /// says it is ciphertext.
+    Denied,
+}
+const TEXTS: [(&str, Text); 7] = [
+    ("hi", Text::Fine),
+    ("sixteen bytes ok", Text::Fine),
+    ("", Text::Refused("empty")),
+    (" \n\t", Text::Refused("empty")),
+    ("seventeen bytes!!", Text::Refused("too_large")),
+    ("ééééééééé", Text::Refused("too_large")),
+    ("no SPAM here", Text::Denied),
 ];
 const VALID_TEXTS: usize = 2;
+/// The content filter's one rule.
+const DENY_RULE: &str = "(?i)spam";
 /// `cid`s: three well-formed ones (so retries happen), then malformed ones.
 const CIDS: [&str; 6] = [
     "cid-aaaaaaaaaaaa",
@@ -849,7 +861,7 @@ impl Model {
         let reference = send.with_ref.then(|| self.next_ref());
         let conn = self.clients[client].as_mut().expect("open");
         let room = ROOMS[send.room];
-        let (text, text_error) = TEXTS[send.text];
+        let (text, kind) = TEXTS[send.text];
         let mut frame = json!({"type": "send", "room": room, "text": text, "ref": reference});
         let cid = send.cid.map(|i| CIDS[i]);
         if let Some(cid) = cid {
@@ -879,12 +891,14 @@ impl Model {
             Some("invalid_room")
         } else if !conn.rooms.contains(room) {
             Some("not_joined")
-        } else if let Some(code) = text_error {
+        } else if let Text::Refused(code) = kind {
             Some(code)
         } else if matches!(send.ttl, Some(Ttl::Outside(_))) {
             Some("invalid_ttl")
         } else if enc.is_none() && self.require_encryption {
             Some("encryption_required")
+        } else if enc.is_none() && kind == Text::Denied {
+            Some("blocked")
         } else {
             None
         };
@@ -982,6 +996,23 @@ async fn settle(gateway: &InProcess, model: &Model) {
     }
 }
 
+/// A file of its own in the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(contents: &str) -> TempFile {
+        let path = std::env::temp_dir().join(common::unique("whisper-fuzz"));
+        std::fs::write(&path, contents).expect("the temporary directory is writable");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Runs `steps` against a new gateway and checks every frame on the way.
 fn run(require_encryption: bool, steps: &[(usize, Action)]) {
     count_gateway_panics();
@@ -992,8 +1023,10 @@ fn run(require_encryption: bool, steps: &[(usize, Action)]) {
         .enable_all()
         .build()
         .expect("a runtime");
+    let rules = TempFile::new(&format!("{DENY_RULE}\n"));
     runtime.block_on(async {
         let gateway = InProcess::start(Settings {
+            content_filter: Some(rules.0.to_str().expect("a UTF-8 path").into()),
             max_rooms: Some(MAX_ROOMS.to_string()),
             max_text_bytes: Some(MAX_TEXT_BYTES.into()),
             min_ttl: Some(format!("{MIN_TTL_MS}ms")),
