@@ -4,16 +4,19 @@
 //! frame by frame against a model of what docs/protocol.md promises.
 //!
 //! The session model takes one client action at a time (hello, join, leave,
-//! send with or without `ref`/`cid`/`ttl_ms`/`enc`, ping, malformed,
-//! binary and oversized frames, closes; valid and invalid values of each) and
-//! waits for its answer; other clients' rooms go on meanwhile. Checked:
+//! send with or without `ref`/`cid`/`ttl_ms`/`enc`, bursts of sends written
+//! at once, ping, malformed, binary and oversized frames, closes; valid and
+//! invalid values of each) and waits for its answers; other clients' rooms
+//! go on meanwhile. Checked:
 //!
 //! - the gateway never panics, and every frame it sends is JSON of a known
 //!   type with that type's fields;
 //! - every client frame gets exactly the answer the protocol names (its
 //!   error code in the documented check order, the content filter's
-//!   included; `ref` echoed when it had one), and closes come with their codes (4000 on the 11th bad frame in a
-//!   row, 1009 over the frame limit);
+//!   included; `ref` echoed when it had one), and closes come with their
+//!   codes (4000 on the 11th bad frame in a row, 1009 over the frame limit);
+//! - in a burst, each `send` gets one answer, refusals in the order sent; an
+//!   `ack` waits for the bus, so later frames' answers may overtake it;
 //! - a `message` or `presence` of a room reaches a connection only between
 //!   its `joined` and its `left` for that room, as received: a message in
 //!   flight when the client sent `leave` may still come, but before the
@@ -355,6 +358,8 @@ enum Action {
     Join(usize, Since),
     Leave(usize),
     Send(Send),
+    /// Well-formed sends written at once, their answers read after.
+    Burst(Vec<Send>),
     Ping {
         with_ref: bool,
     },
@@ -377,20 +382,32 @@ fn pick(good: usize, all: usize) -> impl Strategy<Value = usize> + Clone {
     prop_oneof![4 => 0..good, 1 => good..all]
 }
 
-fn action() -> impl Strategy<Value = Action> {
-    let room = pick(VALID_ROOMS, ROOMS.len());
-    let ttl = prop_oneof![
-        select(vec![MIN_TTL_MS, TTL_MS]).prop_map(Ttl::Within),
-        select(vec![MIN_TTL_MS - 1, TTL_MS + 1, 0]).prop_map(Ttl::Outside),
-        select(vec![json!(-1), json!(60_000.5), json!("60000")]).prop_map(Ttl::Malformed),
-    ];
-    let send = (
-        room.clone(),
+/// A `send`; a `well_formed` one has no malformed field (it may still be
+/// refused for its values).
+fn send(well_formed: bool) -> impl Strategy<Value = Send> {
+    let within = select(vec![MIN_TTL_MS, TTL_MS]).prop_map(Ttl::Within);
+    let outside = select(vec![MIN_TTL_MS - 1, TTL_MS + 1, 0]).prop_map(Ttl::Outside);
+    let malformed = select(vec![json!(-1), json!(60_000.5), json!("60000")]).prop_map(Ttl::Malformed);
+    let (ttl, cid, enc) = if well_formed {
+        (
+            prop_oneof![within, outside].boxed(),
+            (0..VALID_CIDS).boxed(),
+            (0..VALID_ENCS).boxed(),
+        )
+    } else {
+        (
+            prop_oneof![within, outside, malformed].boxed(),
+            pick(VALID_CIDS, CIDS.len()).boxed(),
+            pick(VALID_ENCS, ENCS.len()).boxed(),
+        )
+    };
+    (
+        pick(VALID_ROOMS, ROOMS.len()),
         pick(VALID_TEXTS, TEXTS.len()),
         any::<bool>(),
-        prop::option::of(pick(VALID_CIDS, CIDS.len())),
+        prop::option::of(cid),
         prop::option::weighted(0.2, ttl),
-        prop::option::weighted(0.2, pick(VALID_ENCS, ENCS.len())),
+        prop::option::weighted(0.2, enc),
     )
         .prop_map(|(room, text, with_ref, cid, ttl, enc)| Send {
             room,
@@ -399,7 +416,11 @@ fn action() -> impl Strategy<Value = Action> {
             cid,
             ttl,
             enc,
-        });
+        })
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let room = pick(VALID_ROOMS, ROOMS.len());
     let since = select(vec![Since::Absent, Since::Unknown, Since::LastSeen]);
     // Weighted so that connections mostly live long enough to say hello,
     // join and send.
@@ -407,7 +428,9 @@ fn action() -> impl Strategy<Value = Action> {
         8 => prop::option::weighted(0.9, pick(VALID_NAMES, NAMES.len())).prop_map(Action::Hello),
         12 => (room.clone(), since).prop_map(|(room, since)| Action::Join(room, since)),
         4 => room.prop_map(Action::Leave),
-        28 => send.prop_map(Action::Send),
+        24 => send(false).prop_map(Action::Send),
+        4 => prop::collection::vec(send(true).prop_map(|send| Send { with_ref: true, ..send }), 2..6)
+            .prop_map(Action::Burst),
         2 => any::<bool>().prop_map(|with_ref| Action::Ping { with_ref }),
         2 => (0..GARBAGE.len(), prop_oneof![3 => Just(1u32), 1 => 2..=MAX_BAD_FRAMES + 1])
             .prop_map(|(kind, times)| Action::Garbage { kind, times }),
@@ -435,6 +458,45 @@ struct Sent {
     text: String,
     enc: Option<String>,
     ttl_ms: u64,
+}
+
+/// What must answer a `send`.
+#[derive(Debug)]
+enum SendAnswer {
+    /// A malformed field: `bad_request`, counted as a bad frame.
+    BadFrame(Option<String>),
+    /// This error code, the `ref` echoed.
+    Refused(&'static str, Option<String>),
+    /// An `ack`: the message is new unless its room and `cid` were sent
+    /// before.
+    Ack {
+        reference: Option<String>,
+        cid: Option<String>,
+        sent: Sent,
+    },
+}
+
+impl SendAnswer {
+    fn reference(&self) -> Option<&str> {
+        match self {
+            Self::BadFrame(reference) | Self::Refused(_, reference) | Self::Ack { reference, .. } => {
+                reference.as_deref()
+            }
+        }
+    }
+
+    /// The answer's fields, as [`check_answer`] compares them.
+    fn frame(&self) -> Value {
+        let mut frame = match self {
+            Self::BadFrame(_) => json!({"type": "error", "code": "bad_request"}),
+            Self::Refused(code, _) => json!({"type": "error", "code": code}),
+            Self::Ack { sent, .. } => json!({"type": "ack", "room": sent.room}),
+        };
+        if let Some(reference) = self.reference() {
+            frame["ref"] = json!(reference);
+        }
+        frame
+    }
 }
 
 /// A connection's view of one room, from a `joined` until its `left` (or
@@ -491,6 +553,23 @@ fn count_gateway_panics() {
             previous(info);
         }));
     });
+}
+
+/// Checks that `frame` has every field of `expected`, and no `ref` or
+/// `room` that `expected` lacks.
+fn check_answer(client: usize, frame: &Value, expected: &Value) {
+    let fields = expected.as_object().unwrap();
+    for (field, value) in fields {
+        assert_eq!(
+            &frame[field], value,
+            "client {client}: expected {expected}, got {frame}"
+        );
+    }
+    for field in ["ref", "room"] {
+        if !fields.contains_key(field) {
+            assert!(frame.get(field).is_none(), "client {client}: {frame} has a {field}");
+        }
+    }
 }
 
 /// Checks that a server frame is one the protocol defines, with its
@@ -628,18 +707,7 @@ impl Model {
         let Event::Frame(frame) = self.answer(client).await else {
             panic!("client {client}: connection closed while waiting for {expected}");
         };
-        let fields = expected.as_object().unwrap();
-        for (field, value) in fields {
-            assert_eq!(
-                &frame[field], value,
-                "client {client}: expected {expected}, got {frame}"
-            );
-        }
-        for field in ["ref", "room"] {
-            if !fields.contains_key(field) {
-                assert!(frame.get(field).is_none(), "client {client}: {frame} has a {field}");
-            }
-        }
+        check_answer(client, &frame, &expected);
         frame
     }
 
@@ -811,6 +879,7 @@ impl Model {
                 }
             }
             Action::Send(send) => self.send(client, send).await,
+            Action::Burst(sends) => self.burst(client, sends).await,
             Action::Ping { with_ref } => {
                 let reference = with_ref.then(|| self.next_ref());
                 let conn = self.clients[client].as_mut().expect("open");
@@ -858,6 +927,57 @@ impl Model {
     }
 
     async fn send(&mut self, client: usize, send: &Send) {
+        let (frame, answer) = self.send_frame(client, send);
+        self.clients[client].as_mut().expect("open").send(frame).await;
+        self.check_send(client, answer).await;
+    }
+
+    /// Several sends written at once, their answers read after. Refusals
+    /// come as each frame is handled, in order; an `ack` comes when the bus
+    /// has the message, so later frames' answers may overtake it: answers
+    /// are matched by `ref`, and messages join the log in the order written
+    /// (the order they were published).
+    async fn burst(&mut self, client: usize, sends: &[Send]) {
+        let mut expected = Vec::new();
+        for send in sends {
+            let (frame, answer) = self.send_frame(client, send);
+            self.clients[client].as_mut().expect("open").send(frame).await;
+            expected.push(answer);
+        }
+        let mut answers: HashMap<String, Value> = HashMap::new();
+        let mut refusals = Vec::new();
+        while answers.len() < expected.len() {
+            let Event::Frame(frame) = self.answer(client).await else {
+                panic!("client {client}: connection closed during a burst");
+            };
+            let reference = frame["ref"].as_str().map(str::to_owned);
+            let reference = reference.unwrap_or_else(|| panic!("client {client}: {frame} answers nothing sent"));
+            if frame["type"] == "error" {
+                refusals.push(reference.clone());
+            }
+            assert!(
+                answers.insert(reference, frame).is_none(),
+                "client {client}: a frame answered twice"
+            );
+        }
+        let refused: Vec<String> = expected
+            .iter()
+            .filter(|answer| !matches!(answer, SendAnswer::Ack { .. }))
+            .map(|answer| answer.reference().expect("burst sends carry a ref").to_owned())
+            .collect();
+        assert_eq!(refusals, refused, "client {client}: refusals in the order sent");
+        for answer in expected {
+            let reference = answer.reference().expect("burst sends carry a ref");
+            let frame = answers.remove(reference).expect("every send answered");
+            check_answer(client, &frame, &answer.frame());
+            if let SendAnswer::Ack { cid, sent, .. } = answer {
+                self.accepted(&frame, cid, sent);
+            }
+        }
+    }
+
+    /// A `send`'s frame, and what must answer it.
+    fn send_frame(&mut self, client: usize, send: &Send) -> (Message, SendAnswer) {
         let reference = send.with_ref.then(|| self.next_ref());
         let conn = self.clients[client].as_mut().expect("open");
         let room = ROOMS[send.room];
@@ -877,12 +997,12 @@ impl Model {
                 Ttl::Malformed(value) => value.clone(),
             };
         }
-        conn.send(Message::text(frame.to_string())).await;
+        let frame = Message::text(frame.to_string());
         let malformed = send.cid.is_some_and(|i| i >= VALID_CIDS)
             || send.enc.is_some_and(|i| i >= VALID_ENCS)
             || matches!(send.ttl, Some(Ttl::Malformed(_)));
         if malformed {
-            return self.bad_frame(client, reference.as_deref()).await;
+            return (frame, SendAnswer::BadFrame(reference));
         }
         conn.bad_in_a_row = 0;
         let refused = if conn.user.is_none() {
@@ -903,38 +1023,58 @@ impl Model {
             None
         };
         if let Some(code) = refused {
-            return self.error(client, code, reference.as_deref()).await;
+            return (frame, SendAnswer::Refused(code, reference));
         }
-        let user = conn.user.clone().expect("welcomed");
-        let mut ack = json!({"type": "ack", "room": room});
-        if let Some(reference) = &reference {
-            ack["ref"] = json!(reference);
-        }
-        let ack = self.expect(client, ack).await;
-        let id = ack["id"].as_str().unwrap().to_owned();
-        if let Some(earlier) = cid.and_then(|cid| self.cids.get(&(room.to_owned(), cid.to_owned()))) {
-            assert_eq!(*earlier, id, "a retry (same room and cid) has the first one's id");
-            return;
-        }
-        let ttl_ms = match send.ttl {
-            Some(Ttl::Within(ms)) => ms,
-            _ => TTL_MS,
-        };
         let sent = Sent {
             room: room.to_owned(),
-            user,
+            user: conn.user.clone().expect("welcomed"),
             text: text.to_owned(),
             enc: enc.map(str::to_owned),
-            ttl_ms,
+            ttl_ms: match send.ttl {
+                Some(Ttl::Within(ms)) => ms,
+                _ => TTL_MS,
+            },
         };
+        let cid = cid.map(str::to_owned);
+        (frame, SendAnswer::Ack { reference, cid, sent })
+    }
+
+    /// Reads a `send`'s answer and checks it is `answer`.
+    async fn check_send(&mut self, client: usize, answer: SendAnswer) {
+        match answer {
+            SendAnswer::BadFrame(reference) => self.bad_frame(client, reference.as_deref()).await,
+            SendAnswer::Refused(..) => {
+                self.expect(client, answer.frame()).await;
+            }
+            SendAnswer::Ack { .. } => {
+                let ack = self.expect(client, answer.frame()).await;
+                let SendAnswer::Ack { cid, sent, .. } = answer else {
+                    unreachable!()
+                };
+                self.accepted(&ack, cid, sent);
+            }
+        }
+    }
+
+    /// An accepted message joins its room's log under the id its `ack`
+    /// gave: a new one, unless its room and `cid` were sent before.
+    fn accepted(&mut self, ack: &Value, cid: Option<String>, sent: Sent) {
+        let id = ack["id"].as_str().unwrap().to_owned();
+        let room = sent.room.clone();
+        if let Some(cid) = cid {
+            match self.cids.get(&(room.clone(), cid.clone())) {
+                Some(earlier) => {
+                    assert_eq!(*earlier, id, "a retry (same room and cid) has the first one's id");
+                    return;
+                }
+                None => self.cids.insert((room.clone(), cid), id.clone()),
+            };
+        }
         assert!(
             self.messages.insert(id.clone(), sent).is_none(),
             "{id}: a new message has a new id"
         );
-        self.log.entry(room.to_owned()).or_default().push(id.clone());
-        if let Some(cid) = cid {
-            self.cids.insert((room.to_owned(), cid.to_owned()), id);
-        }
+        self.log.entry(room).or_default().push(id);
     }
 
     /// Checks that every open connection had every frame it was owed: a
