@@ -2,37 +2,14 @@
 
 mod common;
 
-use common::Client;
+use common::{Client, InProcess};
 use serde_json::json;
-use whisper_gateway::config::{Config, Settings};
-use whisper_gateway::server;
-
-/// Starts a gateway on the embedded bus inside this test process.
-async fn start() -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let config = Config::from_settings(Settings {
-        listen: Some("127.0.0.1:0".into()),
-        ..Settings::default()
-    })
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
-    let state = server::connect(config).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server::run(state, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (url, stop, task)
-}
 
 #[tokio::test]
 async fn two_clients_chat_on_the_embedded_bus() {
-    let (url, stop, task) = start().await;
-    let mut alice = Client::hello(&url, "alice").await;
-    let mut bob = Client::hello(&url, "bob").await;
+    let gw = InProcess::start(Default::default()).await;
+    let mut alice = Client::hello(&gw.url(), "alice").await;
+    let mut bob = Client::hello(&gw.url(), "bob").await;
     alice.join("lobby").await;
     let joined = bob.join("lobby").await;
     assert_eq!(joined["members"].as_array().unwrap().len(), 2, "{joined}");
@@ -52,11 +29,10 @@ async fn two_clients_chat_on_the_embedded_bus() {
     alice.send(json!({"type": "ping", "ref": "p-1"})).await;
     assert_eq!(alice.expect("pong").await["ref"], "p-1");
 
-    let mut carol = Client::hello(&url, "carol").await;
+    let mut carol = Client::hello(&gw.url(), "carol").await;
     let history = carol.join("lobby").await;
     assert_eq!(history["history"][0]["id"], id.as_str(), "history on join");
 
-    stop.send(()).unwrap();
+    gw.stop().await;
     assert_eq!(alice.expect_close().await, Some(1001), "shutdown closes with 1001");
-    task.await.unwrap();
 }

@@ -1,16 +1,19 @@
-//! Protocol v1 rules, black-box against a `whisper-gateway` process on the
-//! embedded bus: every error code, every close code, the limits.
+//! Protocol v1 rules, black-box over WebSockets against a gateway on the
+//! embedded bus: every error code, every close code, the limits. The gateway
+//! runs inside the test process, except where the process itself is tested
+//! (signals, exit codes).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, http_get, token};
+use common::{Client, Gateway, InProcess, http_get, token};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use whisper_gateway::config::Settings;
 
 async fn error(client: &mut Client) -> Value {
     client.expect("error").await
@@ -18,7 +21,12 @@ async fn error(client: &mut Client) -> Value {
 
 #[tokio::test]
 async fn every_validation_error_answers_and_keeps_the_connection() {
-    let gw = Gateway::start(&[("WHISPER_MAX_ROOMS", "2"), ("WHISPER_MAX_TEXT_BYTES", "10")]).await;
+    let gw = InProcess::start(Settings {
+        max_rooms: Some("2".into()),
+        max_text_bytes: Some("10".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut c = Client::connect(&gw.url()).await;
 
     c.send(json!({"type": "join", "room": "lobby"})).await;
@@ -92,7 +100,7 @@ async fn every_validation_error_answers_and_keeps_the_connection() {
 
 #[tokio::test]
 async fn repeated_bad_frames_close_with_4000() {
-    let gw = Gateway::start(&[]).await;
+    let gw = InProcess::start(Settings::default()).await;
     let mut c = Client::hello(&gw.url(), "mallory").await;
     for _ in 0..10 {
         c.send_raw(Message::text("garbage")).await;
@@ -108,7 +116,7 @@ async fn repeated_bad_frames_close_with_4000() {
 
 #[tokio::test]
 async fn no_hello_within_ten_seconds_closes_with_4000() {
-    let gw = Gateway::start(&[]).await;
+    let gw = InProcess::start(Settings::default()).await;
     let mut c = Client::connect(&gw.url()).await;
     let started = std::time::Instant::now();
     assert_eq!(c.expect_close().await, Some(4000));
@@ -117,7 +125,7 @@ async fn no_hello_within_ten_seconds_closes_with_4000() {
 
 #[tokio::test]
 async fn a_frame_over_the_limit_closes_with_1009() {
-    let gw = Gateway::start(&[]).await;
+    let gw = InProcess::start(Settings::default()).await;
     let mut c = Client::hello(&gw.url(), "big").await;
     c.join("lobby").await;
     let text = "x".repeat(17 * 1024);
@@ -136,7 +144,12 @@ async fn a_frame_over_the_limit_closes_with_1009() {
 
 #[tokio::test]
 async fn sending_faster_than_the_rate_is_refused_and_nothing_is_sent() {
-    let gw = Gateway::start(&[("WHISPER_RATE", "1"), ("WHISPER_BURST", "3")]).await;
+    let gw = InProcess::start(Settings {
+        rate: Some("1".into()),
+        burst: Some("3".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut sender = Client::hello(&gw.url(), "fast").await;
     let mut reader = Client::hello(&gw.url(), "reader").await;
     sender.join("lobby").await;
@@ -173,12 +186,17 @@ async fn sending_faster_than_the_rate_is_refused_and_nothing_is_sent() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     sender.say("lobby", "later").await;
     assert_eq!(reader.next_message().await["text"], "later");
-    assert_eq!(gw.metric("whisper_rate_limited_total").await, 2.0);
+    assert_eq!(gw.metric("whisper_rate_limited_total"), 2.0);
 }
 
 #[tokio::test]
 async fn sending_on_past_the_rate_limit_closes_with_4008() {
-    let gw = Gateway::start(&[("WHISPER_RATE", "1"), ("WHISPER_BURST", "1")]).await;
+    let gw = InProcess::start(Settings {
+        rate: Some("1".into()),
+        burst: Some("1".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut flood = Client::hello(&gw.url(), "flood").await;
     let mut calm = Client::hello(&gw.url(), "calm").await;
     flood.join("lobby").await;
@@ -198,7 +216,11 @@ async fn sending_on_past_the_rate_limit_closes_with_4008() {
 
 #[tokio::test]
 async fn jwt_auth_accepts_good_tokens_and_closes_4001_on_bad_ones() {
-    let gw = Gateway::start(&[("WHISPER_JWT_SECRET", "s3cret-that-is-at-least-32-bytes")]).await;
+    let gw = InProcess::start(Settings {
+        jwt_secret: Some("s3cret-that-is-at-least-32-bytes".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut c = Client::connect(&gw.url()).await;
     c.send(json!({"type": "hello", "name": "ignored", "token": token("s3cret-that-is-at-least-32-bytes", "user-7", Some("Alice"), 60)}))
         .await;
@@ -232,10 +254,11 @@ async fn jwt_auth_accepts_good_tokens_and_closes_4001_on_bad_ones() {
 #[tokio::test]
 async fn origins_and_the_connection_cap_are_checked_on_upgrade() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let gw = Gateway::start(&[
-        ("WHISPER_ALLOWED_ORIGINS", "https://chat.example, http://localhost:8080"),
-        ("WHISPER_MAX_CONNECTIONS", "2"),
-    ])
+    let gw = InProcess::start(Settings {
+        allowed_origins: Some("https://chat.example, http://localhost:8080".into()),
+        max_connections: Some("2".into()),
+        ..Settings::default()
+    })
     .await;
     let upgrade = |origin: &str| {
         let mut request = gw.url().into_client_request().unwrap();
@@ -322,16 +345,17 @@ async fn shutdown_ends_within_the_grace_whatever_clients_do() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_too_slow_is_closed_with_4009_without_slowing_the_room() {
-    let gw = Gateway::start(&[
-        ("WHISPER_RATE", "10000"),
-        ("WHISPER_BURST", "10000"),
-        ("WHISPER_SEND_QUEUE", "32"),
-        ("WHISPER_MAX_TEXT_BYTES", "8000"),
-        ("WHISPER_FRAME_RATE", "100000"),
-        ("WHISPER_FRAME_BURST", "100000"),
-    ])
+    let gw = InProcess::start(Settings {
+        rate: Some("10000".into()),
+        burst: Some("10000".into()),
+        send_queue: Some("32".into()),
+        max_text_bytes: Some("8000".into()),
+        frame_rate: Some("100000".into()),
+        frame_burst: Some("100000".into()),
+        ..Settings::default()
+    })
     .await;
     let mut slow = Client::hello(&gw.url(), "slow").await;
     slow.join("lobby").await;
@@ -366,7 +390,7 @@ async fn a_reader_too_slow_is_closed_with_4009_without_slowing_the_room() {
         }
     }
     assert_eq!(reader.await.unwrap(), total, "the fast reader got everything");
-    assert_eq!(gw.metric("whisper_slow_consumers_total").await, 1.0);
+    assert_eq!(gw.metric("whisper_slow_consumers_total"), 1.0);
     // The slow reader finds its buffered frames, then the close.
     let code = slow.expect_close().await;
     assert!(matches!(code, Some(4009) | None), "{code:?}");
@@ -374,7 +398,7 @@ async fn a_reader_too_slow_is_closed_with_4009_without_slowing_the_room() {
 
 #[tokio::test]
 async fn rejoining_with_since_gives_only_what_was_missed() {
-    let gw = Gateway::start(&[]).await;
+    let gw = InProcess::start(Settings::default()).await;
     let mut a = Client::hello(&gw.url(), "a").await;
     let mut b = Client::hello(&gw.url(), "b").await;
     a.join("lobby").await;
@@ -406,7 +430,11 @@ async fn rejoining_with_since_gives_only_what_was_missed() {
 
 #[tokio::test]
 async fn expired_messages_leave_history_and_memory() {
-    let gw = Gateway::start(&[("WHISPER_MESSAGE_TTL", "2s")]).await;
+    let gw = InProcess::start(Settings {
+        message_ttl: Some("2s".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut a = Client::hello(&gw.url(), "a").await;
     assert_eq!(a.join("lobby").await["history"], json!([]));
     a.say("lobby", "soon gone").await;
@@ -418,11 +446,11 @@ async fn expired_messages_leave_history_and_memory() {
     let mut c = Client::hello(&gw.url(), "c").await;
     assert_eq!(c.join("lobby").await["history"], json!([]), "never served after expiry");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while gw.metric("whisper_history_messages").await > 0.0 {
+    while gw.metric("whisper_history_messages") > 0.0 {
         assert!(std::time::Instant::now() < deadline, "still in memory 5 s after expiry");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(gw.metric("whisper_history_expired_total").await >= 1.0);
+    assert!(gw.metric("whisper_history_expired_total") >= 1.0);
 }
 
 #[tokio::test]
@@ -438,7 +466,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits() {
 
 #[tokio::test]
 async fn http_endpoints_answer() {
-    let gw = Gateway::start(&[]).await;
+    let gw = InProcess::start(Settings::default()).await;
     assert_eq!(http_get(gw.addr, "/healthz").await.unwrap().0, 200);
     let (code, body) = http_get(gw.addr, "/readyz").await.unwrap();
     assert_eq!((code, body.as_str()), (200, "bus: ok\npresence: ok\n"));

@@ -1,17 +1,25 @@
-//! Protocol v1.1 (docs/protocol.md, "Version 1.1"), black-box against a
-//! `whisper-gateway` process on the embedded bus: lifetimes, encrypted text,
-//! idempotent sends, the content filter, the frame budget and liveness.
+//! Protocol v1.1 (docs/protocol.md, "Version 1.1"), black-box over
+//! WebSockets against a gateway on the embedded bus: lifetimes, encrypted
+//! text, idempotent sends, the content filter, the frame budget and
+//! liveness. The gateway runs inside the test process, except for the test
+//! of what its log holds.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Client, Gateway, token, unique};
+use common::{Client, Gateway, InProcess, token, unique};
 use serde_json::{Value, json};
+use whisper_gateway::config::Settings;
 
 #[tokio::test]
 async fn a_message_lives_as_long_as_its_sender_asked() {
-    let gw = Gateway::start(&[("WHISPER_MESSAGE_TTL", "5m"), ("WHISPER_MIN_TTL", "1s")]).await;
+    let gw = InProcess::start(Settings {
+        message_ttl: Some("5m".into()),
+        min_ttl: Some("1s".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut a = Client::hello(&gw.url(), "a").await;
     a.join("lobby").await;
     for ttl in [999, 300_001] {
@@ -60,7 +68,11 @@ async fn a_message_lives_as_long_as_its_sender_asked() {
 
 #[tokio::test]
 async fn encrypted_text_passes_unread_and_can_be_required() {
-    let gw = Gateway::start(&[("WHISPER_REQUIRE_ENCRYPTION", "true")]).await;
+    let gw = InProcess::start(Settings {
+        require_encryption: Some("true".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut a = Client::connect(&gw.url()).await;
     a.send(json!({"type": "hello", "name": "a"})).await;
     let welcome = a.expect("welcome").await;
@@ -94,7 +106,7 @@ async fn encrypted_text_passes_unread_and_can_be_required() {
 
 #[tokio::test]
 async fn a_retried_cid_is_one_message_with_one_id() {
-    let gw = Gateway::start(&[]).await;
+    let gw = InProcess::start(Settings::default()).await;
     let mut sender = Client::hello(&gw.url(), "sender").await;
     let mut member = Client::hello(&gw.url(), "member").await;
     sender.join("lobby").await;
@@ -126,7 +138,7 @@ async fn a_retried_cid_is_one_message_with_one_id() {
         }
     }
     assert_eq!(ids, [first["id"].as_str().unwrap(), after.as_str()], "delivered once");
-    assert_eq!(gw.metric("whisper_duplicates_dropped_total").await, 2.0);
+    assert_eq!(gw.metric("whisper_duplicates_dropped_total"), 2.0);
 }
 
 #[tokio::test]
@@ -135,7 +147,11 @@ async fn the_content_filter_refuses_plain_text_and_follows_its_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let rules = dir.join("deny.txt");
     std::fs::write(&rules, "# spam\n(?i)forbidden\n").unwrap();
-    let gw = Gateway::start(&[("WHISPER_CONTENT_FILTER", rules.to_str().unwrap())]).await;
+    let gw = InProcess::start(Settings {
+        content_filter: Some(rules.to_str().unwrap().into()),
+        ..Settings::default()
+    })
+    .await;
     let mut a = Client::hello(&gw.url(), "a").await;
     let mut b = Client::hello(&gw.url(), "b").await;
     a.join("lobby").await;
@@ -171,13 +187,18 @@ async fn the_content_filter_refuses_plain_text_and_follows_its_file() {
         .request(json!({"type": "send", "room": "lobby", "text": "forbidden is fine now"}))
         .await;
     assert_eq!(ok["type"], "ack");
-    assert!(gw.metric("whisper_messages_blocked_total").await >= 2.0);
+    assert!(gw.metric("whisper_messages_blocked_total") >= 2.0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn frames_over_the_budget_are_refused_and_a_flood_closes_4008() {
-    let gw = Gateway::start(&[("WHISPER_FRAME_RATE", "1"), ("WHISPER_FRAME_BURST", "5")]).await;
+    let gw = InProcess::start(Settings {
+        frame_rate: Some("1".into()),
+        frame_burst: Some("5".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut c = Client::hello(&gw.url(), "pinger").await;
     c.flood((0..70).map(|i| json!({"type": "ping", "ref": format!("p{i}")})))
         .await;
@@ -193,7 +214,11 @@ async fn frames_over_the_budget_are_refused_and_a_flood_closes_4008() {
 
 #[tokio::test]
 async fn a_silent_socket_is_closed_with_4010_and_leaves_and_a_live_one_stays() {
-    let gw = Gateway::start(&[("WHISPER_IDLE_TIMEOUT", "3s")]).await;
+    let gw = InProcess::start(Settings {
+        idle_timeout: Some("3s".into()),
+        ..Settings::default()
+    })
+    .await;
     let mut silent = Client::hello(&gw.url(), "silent").await;
     silent.join("lobby").await;
     let mut live = Client::hello(&gw.url(), "live").await;

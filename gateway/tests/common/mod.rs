@@ -1,5 +1,5 @@
-//! Shared test harness: the real services, gateway processes and a
-//! WebSocket client that speaks protocol v1.
+//! Shared test harness: the real services, gateway processes, a gateway
+//! inside the test process, and a WebSocket client that speaks protocol v1.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use whisper_gateway::config::{Config, Settings};
+use whisper_gateway::server::{self, AppState};
 
 /// How long a test waits for an expected frame.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,11 +213,7 @@ impl Gateway {
     /// The gateway's metric value (the first sample whose line starts with `name`).
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, body) = http_get(self.addr, "/metrics").await.expect("metrics answer");
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} not found in\n{body}"))
+        metric(&body, name)
     }
 }
 
@@ -222,6 +222,68 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A gateway running inside the test process, on the embedded bus and
+/// in-memory presence: no process to spawn, and its state can be read.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), server::Error>>,
+}
+
+impl InProcess {
+    /// Starts one on a free port of 127.0.0.1 with these settings (and,
+    /// unless they name one, a gateway id of its own).
+    pub async fn start(settings: Settings) -> InProcess {
+        let config = Config::from_settings(Settings {
+            listen: Some("127.0.0.1:0".into()),
+            gateway_id: settings.gateway_id.clone().or_else(|| Some(unique("gw"))),
+            ..settings
+        })
+        .expect("valid test settings");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = server::connect(config).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(state.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            addr,
+            state,
+            stop,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// The gateway's metric value, as `/metrics` shows it.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(&self.state.metrics.encode(), name)
+    }
+
+    /// Shuts the gateway down (its sockets are closed with 1001) and waits
+    /// until it has stopped.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// The value of the first sample of metric `name` in a Prometheus text
+/// exposition.
+fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not found in\n{exposition}"))
 }
 
 /// A minimal HTTP/1.1 GET; returns the status code and body.
