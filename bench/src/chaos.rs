@@ -617,6 +617,23 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         args.label,
         (fault_end - fault_start) as f64 / 1e6
     );
+    // Presence: asked from the fault's end until every room lists exactly
+    // its members (beside the load), and once more after it.
+    let presence_deadline = Instant::now() + args.presence_within;
+    let watching = {
+        let (run, rooms) = (run.clone(), rooms.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok((0, 0)) = probe_presence(&run, &rooms).await {
+                    return Some(run.now_us().saturating_sub(fault_end) as f64 / 1e6);
+                }
+                if Instant::now() >= presence_deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     tokio::time::sleep(args.after).await;
     run.sending.store(false, Ordering::Relaxed);
     let load_end = run.now_us();
@@ -634,25 +651,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Presence: ask until every room lists exactly its members.
-    let presence_deadline = epoch + Duration::from_micros(fault_end) + args.presence_within;
-    let (mut presence_after, mut ghosts, mut missing) = (None::<f64>, 0, 0);
-    let mut probe_error: Option<String>;
-    loop {
-        match probe_presence(&run, &rooms).await {
-            Ok((0, 0)) => {
-                presence_after = Some((run.now_us().saturating_sub(fault_end)) as f64 / 1e6);
-                (ghosts, missing, probe_error) = (0, 0, None);
-                break;
-            }
-            Ok((g, m)) => (ghosts, missing, probe_error) = (g, m, None),
-            Err(e) => probe_error = Some(format!("{e:#}")),
-        }
-        if Instant::now() >= presence_deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let presence_after = watching.await.context("presence probe")?;
+    let (ghosts, missing, probe_error) = match probe_presence(&run, &rooms).await {
+        Ok((g, m)) => (g, m, None),
+        Err(e) => (0, 0, Some(format!("{e:#}"))),
+    };
 
     stop.send_replace(true);
     let mut records = Vec::with_capacity(tasks.len());
@@ -697,13 +700,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         failures.push(format!("{} duplicate deliveries", num("duplicated")));
     }
     if presence_after.is_none() {
-        failures.push(match probe_error {
-            Some(e) => format!("presence not readable: {e}"),
-            None => format!(
-                "presence still wrong {:.0} s after the fault: {ghosts} ghosts, {missing} missing",
-                args.presence_within.as_secs_f64()
-            ),
-        });
+        failures.push(format!(
+            "presence still wrong {:.0} s after the fault",
+            args.presence_within.as_secs_f64()
+        ));
+    }
+    if let Some(e) = probe_error {
+        failures.push(format!("presence not readable at the end: {e}"));
+    } else if ghosts + missing > 0 {
+        failures.push(format!("presence at the end: {ghosts} ghosts, {missing} missing"));
     }
     if num("left_back_unseen") > 0 {
         failures.push(format!(
@@ -797,14 +802,22 @@ fn summarize(args: &Args, records: &[Record], affected: &[bool], w: &Window) -> 
     } else {
         w.fault_end
     };
+    // Each member must also receive again: a message sent after the
+    // reference, counted when it arrived.
     let mut recovered_at = Some(reference);
     for r in records {
-        let Some(&last) = r.trouble_us.iter().filter(|&&t| t >= w.fault_start).max() else {
-            continue;
+        let received = r
+            .delivered
+            .values()
+            .filter(|(sent, _)| sent.is_some_and(|s| s >= reference))
+            .map(|&(_, at)| at)
+            .min();
+        let acked_again = match r.trouble_us.iter().filter(|&&t| t >= w.fault_start).max() {
+            Some(&last) => r.acked.iter().map(|&(_, at)| at).find(|&at| at > last),
+            None => Some(reference),
         };
-        let next_ack = r.acked.iter().map(|&(_, at)| at).find(|&at| at > last);
-        recovered_at = match (recovered_at, next_ack) {
-            (Some(a), Some(b)) => Some(a.max(b)),
+        recovered_at = match (recovered_at, received, acked_again) {
+            (Some(a), Some(b), Some(c)) => Some(a.max(b).max(c)),
             _ => None,
         };
     }
