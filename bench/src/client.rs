@@ -23,7 +23,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// History messages in flight at once while filling a room.
 const FILL_WINDOW: usize = 32;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Counters every connection adds to.
 #[derive(Debug)]
@@ -221,21 +221,7 @@ async fn open(
     name: &str,
     room: &str,
 ) -> anyhow::Result<(Socket, u32)> {
-    let target = target_address(url).await?;
-    let socket = if target.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if target.is_ipv4() {
-        socket.bind(source).with_context(|| format!("bind {source}"))?;
-    }
-    let stream = socket.connect(target).await.with_context(|| format!("connect {url}"))?;
-    stream.set_nodelay(true)?;
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
-        .await
-        .with_context(|| format!("upgrade {url}"))?;
+    let mut ws = connect(url, source, None).await?;
     let [hello, join] = <[String; 2]>::try_from(protocol.open(name, room)).expect("two opening frames");
     ws.send(Message::text(hello)).await?;
     wait_for(protocol, &mut ws, |e| *e == Event::Connected).await?;
@@ -245,8 +231,42 @@ async fn open(
     Ok((ws, started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32))
 }
 
+/// Opens a WebSocket to `url` from `source`; `receive_buffer` shrinks the
+/// socket's receive buffer (a client that stops reading then backs up into
+/// the server sooner).
+pub(crate) async fn connect(url: &str, source: SocketAddr, receive_buffer: Option<u32>) -> anyhow::Result<Socket> {
+    let stream = tcp(url, source, receive_buffer).await?;
+    stream.set_nodelay(true)?;
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
+        .await
+        .with_context(|| format!("upgrade {url}"))?;
+    Ok(ws)
+}
+
+/// A TCP connection to the host of `url` from `source`.
+pub(crate) async fn tcp(url: &str, source: SocketAddr, receive_buffer: Option<u32>) -> anyhow::Result<TcpStream> {
+    let target = target_address(url).await?;
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if target.is_ipv4() {
+        socket.bind(source).with_context(|| format!("bind {source}"))?;
+    }
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.connect(target).await.with_context(|| format!("connect {url}"))
+}
+
 /// Reads until an event matches, answering pings; an error frame fails.
-async fn wait_for(protocol: Protocol, ws: &mut Socket, wanted: impl Fn(&Event<'_>) -> bool) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(
+    protocol: Protocol,
+    ws: &mut Socket,
+    wanted: impl Fn(&Event<'_>) -> bool,
+) -> anyhow::Result<()> {
     loop {
         let frame = ws.next().await.context("closed by the server")??;
         let Message::Text(text) = frame else { continue };

@@ -11,16 +11,25 @@
 //! and the servers' RSS and CPU read from `/proc`. `whisper-bench table`
 //! turns the JSON lines of several runs into one comparison table.
 //!
+//! `whisper-bench chaos` keeps members chatting through one fault (a
+//! command it runs) and checks that nothing acked was lost or doubled;
+//! `whisper-bench attack` is the misbehaving client of some faults;
+//! `whisper-bench chaos-table` prints their rows as one table.
+//!
 //! It only ever targets loopback addresses, and every phase is bounded in
 //! time: it stops by itself.
 //!
 //! # Layout
 //! - `wire`: the two protocols' frames.
 //! - `client`: one connection's task.
+//! - `chaos`: members that ride out a fault, and the reliability table.
+//! - `attack`: clients that misbehave on purpose.
 //! - `procfs`: RSS and CPU of the servers under test.
 //! - `stats`: percentiles.
 //! - `table`: the comparison table.
 
+mod attack;
+mod chaos;
 mod client;
 mod procfs;
 mod stats;
@@ -57,6 +66,17 @@ enum Cmd {
     Run(Args),
     /// Prints the comparison table of the JSON lines in FILE (from `run --json`).
     Table {
+        file: std::path::PathBuf,
+        /// Markdown instead of plain text.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Keeps members chatting through one fault and reports what it cost.
+    Chaos(chaos::Args),
+    /// A client that misbehaves on purpose, for a bounded time.
+    Attack(attack::Args),
+    /// Prints the reliability table of the JSON lines in FILE (from `chaos --json`).
+    ChaosTable {
         file: std::path::PathBuf,
         /// Markdown instead of plain text.
         #[arg(long)]
@@ -123,17 +143,34 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => run(args).await,
         Cmd::Table { file, markdown } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-            let runs = text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(serde_json::from_str)
-                .collect::<Result<Vec<Value>, _>>()
-                .context("parse runs")?;
-            writeln!(std::io::stdout(), "{}", table::render(&runs, markdown))?;
+            writeln!(std::io::stdout(), "{}", table::render(&json_lines(&file)?, markdown))?;
+            Ok(())
+        }
+        Cmd::Chaos(args) => {
+            let json = args.json;
+            let row = chaos::run(args).await?;
+            eprintln!("{}", chaos::human(&row));
+            if json {
+                writeln!(std::io::stdout(), "{row}")?;
+            }
+            Ok(())
+        }
+        Cmd::Attack(args) => attack::run(args).await,
+        Cmd::ChaosTable { file, markdown } => {
+            writeln!(std::io::stdout(), "{}", chaos::table(&json_lines(&file)?, markdown))?;
             Ok(())
         }
     }
+}
+
+/// The JSON documents of a file, one a line.
+fn json_lines(file: &std::path::Path) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<Value>, _>>()
+        .context("parse runs")
 }
 
 fn check_args(args: &Args) -> anyhow::Result<()> {
@@ -158,7 +195,7 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Whether a `ws://host:port/path` URL names a loopback address.
-fn is_loopback(url: &str) -> bool {
+pub(crate) fn is_loopback(url: &str) -> bool {
     let authority = url.split("//").nth(1).unwrap_or("").split('/').next().unwrap_or("");
     let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -172,7 +209,7 @@ fn room_sizes(clients: usize, rooms: usize) -> Vec<u64> {
 
 /// The source address of connection `i`: a fresh block of 127.0.0.0/8 per
 /// run (so ports still in TIME_WAIT from an earlier run do not collide).
-fn source_address(base: u32, per_source: usize, i: usize) -> SocketAddr {
+pub(crate) fn source_address(base: u32, per_source: usize, i: usize) -> SocketAddr {
     let ip = Ipv4Addr::from(base + (i / per_source) as u32);
     SocketAddr::new(IpAddr::V4(ip), 0)
 }

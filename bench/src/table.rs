@@ -36,14 +36,19 @@ pub(crate) fn render(runs: &[Value], markdown: bool) -> String {
             rows.push(ratios(a, b));
         }
     }
+    grid(&HEADER, rows, markdown)
+}
+
+/// Rows under a header, as Markdown or as aligned plain text.
+pub(crate) fn grid(header: &[&str], rows: Vec<Vec<String>>, markdown: bool) -> String {
     if markdown {
-        let mut out = format!("| {} |\n|{}\n", HEADER.join(" | "), " --- |".repeat(HEADER.len()));
+        let mut out = format!("| {} |\n|{}\n", header.join(" | "), " --- |".repeat(header.len()));
         for r in rows {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
         }
         out
     } else {
-        let mut widths: Vec<usize> = HEADER.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for r in &rows {
             for (w, cell) in widths.iter_mut().zip(r) {
                 *w = (*w).max(cell.chars().count());
@@ -59,7 +64,7 @@ pub(crate) fn render(runs: &[Value], markdown: bool) -> String {
                 .trim_end()
                 .to_owned()
         };
-        std::iter::once(line(HEADER.iter().map(|h| (*h).to_owned()).collect()))
+        std::iter::once(line(header.iter().map(|h| (*h).to_owned()).collect()))
             .chain(rows.into_iter().map(line))
             .collect::<Vec<_>>()
             .join("\n")

@@ -39,10 +39,7 @@ impl Protocol {
     /// with one [`Event::Connected`] and then one [`Event::Joined`].
     pub(crate) fn open(self, name: &str, room: &str) -> Vec<String> {
         match self {
-            Self::Whisper => vec![
-                json!({"type": "hello", "name": name}).to_string(),
-                json!({"type": "join", "room": room}).to_string(),
-            ],
+            Self::Whisper => vec![hello(name), join(room, None)],
             // Centrifugo returns no history on subscribe unless recovering a
             // position; the equivalent of `joined` is subscribe + history.
             Self::Centrifugo => vec![
@@ -129,12 +126,124 @@ fn centrifugo_event(frame: &str) -> Event<'_> {
     }
 }
 
+/// WhisperRooms `hello`.
+pub(crate) fn hello(name: &str) -> String {
+    json!({"type": "hello", "name": name}).to_string()
+}
+
+/// WhisperRooms `join`, resuming after `since` when given.
+pub(crate) fn join(room: &str, since: Option<&str>) -> String {
+    match since {
+        Some(since) => json!({"type": "join", "room": room, "since": since}),
+        None => json!({"type": "join", "room": room}),
+    }
+    .to_string()
+}
+
+/// WhisperRooms `leave`.
+pub(crate) fn leave(room: &str) -> String {
+    json!({"type": "leave", "room": room}).to_string()
+}
+
+/// An idempotent WhisperRooms `send` (v1.1): `cid` names the message, and
+/// is its `ref` too, so answers are matched to it.
+pub(crate) fn send_once(room: &str, text: &str, cid: &str) -> String {
+    json!({"type": "send", "room": room, "text": text, "cid": cid, "ref": cid}).to_string()
+}
+
+/// A WhisperRooms `ping`.
+pub(crate) fn ping() -> String {
+    json!({"type": "ping"}).to_string()
+}
+
+/// A message as one member received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    pub(crate) id: String,
+    /// The send time the sender wrote at the start of the text.
+    pub(crate) sent_us: Option<u64>,
+}
+
+/// A WhisperRooms server frame read in full: the fault suite's clients
+/// need ids, refs and members, and send few enough frames to parse them.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    Welcome {
+        user: String,
+    },
+    Joined {
+        history: Vec<Delivery>,
+        members: Vec<String>,
+    },
+    Message(Delivery),
+    Ack {
+        reference: Option<String>,
+        id: String,
+    },
+    Error {
+        code: String,
+        reference: Option<String>,
+    },
+    Presence {
+        joined: Vec<String>,
+        left: Vec<String>,
+    },
+    Other,
+}
+
+/// Reads one WhisperRooms frame.
+pub(crate) fn frame(text: &str) -> Frame {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Frame::Other;
+    };
+    let string = |v: &Value| v.as_str().map(str::to_owned);
+    let ids = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|m| string(&m["id"])).collect())
+            .unwrap_or_default()
+    };
+    let delivery = |m: &Value| {
+        Some(Delivery {
+            id: string(&m["id"])?,
+            sent_us: m["text"].as_str().and_then(leading_number),
+        })
+    };
+    match v["type"].as_str().unwrap_or("") {
+        "welcome" => string(&v["user"]["id"]).map_or(Frame::Other, |user| Frame::Welcome { user }),
+        "joined" => Frame::Joined {
+            history: v["history"]
+                .as_array()
+                .map(|h| h.iter().filter_map(delivery).collect())
+                .unwrap_or_default(),
+            members: ids(&v["members"]),
+        },
+        "message" => delivery(&v).map_or(Frame::Other, Frame::Message),
+        "ack" => string(&v["id"]).map_or(Frame::Other, |id| Frame::Ack {
+            reference: string(&v["ref"]),
+            id,
+        }),
+        "error" => Frame::Error {
+            code: string(&v["code"]).unwrap_or_default(),
+            reference: string(&v["ref"]),
+        },
+        "presence" => Frame::Presence {
+            joined: ids(&v["joined"]),
+            left: ids(&v["left"]),
+        },
+        _ => Frame::Other,
+    }
+}
+
+/// The digits at the start of a text, as a number.
+fn leading_number(text: &str) -> Option<u64> {
+    let end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    text[..end].parse().ok()
+}
+
 /// The send time at the start of a message's text: `"text":"<µs> …"`.
 fn sent_us(frame: &str) -> Option<u64> {
     let start = frame.find(r#""text":""#)? + 8;
-    let digits = &frame[start..];
-    let end = digits.find(|c: char| !c.is_ascii_digit())?;
-    digits[..end].parse().ok()
+    leading_number(&frame[start..])
 }
 
 fn reply_id(frame: &str) -> Option<u64> {
@@ -212,10 +321,49 @@ mod tests {
     }
 
     #[test]
+    fn reads_whole_whisper_frames() {
+        let message = r#"{"type":"message","room":"r","id":"m1","user":{"id":"u","name":"n"},"text":"42 x","ts":1,"expires_at":2}"#;
+        assert_eq!(
+            frame(message),
+            Frame::Message(Delivery {
+                id: "m1".into(),
+                sent_us: Some(42)
+            })
+        );
+        assert_eq!(
+            frame(&format!(
+                r#"{{"type":"joined","room":"r","history":[{message}],"members":[{{"id":"u","name":"n"}}]}}"#
+            )),
+            Frame::Joined {
+                history: vec![Delivery {
+                    id: "m1".into(),
+                    sent_us: Some(42)
+                }],
+                members: vec!["u".into()]
+            }
+        );
+        assert_eq!(
+            frame(r#"{"type":"error","code":"unavailable","message":"m","ref":"c1"}"#),
+            Frame::Error {
+                code: "unavailable".into(),
+                reference: Some("c1".into())
+            }
+        );
+        assert_eq!(
+            frame(r#"{"type":"presence","room":"r","joined":[],"left":[{"id":"u","name":"n"}]}"#),
+            Frame::Presence {
+                joined: vec![],
+                left: vec!["u".into()]
+            }
+        );
+        assert_eq!(frame("not json"), Frame::Other);
+    }
+
+    #[test]
     fn frames_it_sends_are_json_the_servers_read() {
         for p in [Protocol::Whisper, Protocol::Centrifugo] {
-            for frame in p.open("bench-1", "room-1").iter().chain([&p.send("room-1", "1 x", 4)]) {
-                for line in frame.split('\n') {
+            for sent in p.open("bench-1", "room-1").iter().chain([&p.send("room-1", "1 x", 4)]) {
+                for line in sent.split('\n') {
                     serde_json::from_str::<Value>(line).expect("valid JSON");
                 }
             }
