@@ -33,7 +33,10 @@ export function App({ pageToken }: { pageToken: PageToken }) {
   }
   return (
     <ChatScreen
-      key={chatName}
+      // A signed-in session keeps its client when the app refreshes the
+      // token, whatever name the new token carries (the gateway judges it);
+      // without a token a new name is a new session.
+      key={tokenName === null ? `name:${chatName}` : 'signed-in'}
       name={chatName}
       auth={{ token, ignoredQueryToken }}
       onChangeName={
