@@ -169,6 +169,9 @@ struct Record {
     /// User ids presence told this member joined (or listed on join) or left.
     seen_joined: HashSet<String>,
     seen_left: HashSet<String>,
+    /// The member list of each `joined`, with when it came: one that no
+    /// longer lists a session shows it gone, as an event would.
+    member_lists: Vec<(u64, HashSet<String>)>,
 }
 
 struct Member {
@@ -249,7 +252,9 @@ impl Member {
                         for d in history {
                             self.deliver(d, true);
                         }
-                        self.record.seen_joined.extend(members);
+                        let members: HashSet<String> = members.into_iter().collect();
+                        self.record.seen_joined.extend(members.iter().cloned());
+                        self.record.member_lists.push((self.run.now_us(), members));
                         let user = self.record.users.last().cloned();
                         self.run.present.lock().expect("not poisoned")[self.index] = user;
                         return Ok(ws);
@@ -821,7 +826,9 @@ fn summarize(args: &Args, records: &[Record], affected: &[bool], w: &Window) -> 
             _ => None,
         };
     }
-    // Moved members: their rooms saw each old session leave and the new one join.
+    // Moved members: their rooms saw each old session leave (an event, or a
+    // member list after the move without it: a member that moved too joined
+    // again after the event) and the new one join.
     let mut left_back_unseen = 0;
     for (i, r) in records.iter().enumerate() {
         let Some((new, old)) = r.users.split_last() else {
@@ -830,11 +837,17 @@ fn summarize(args: &Args, records: &[Record], affected: &[bool], w: &Window) -> 
         if old.is_empty() {
             continue;
         }
+        let moved_at = r.trouble_us.iter().copied().filter(|&t| t >= w.fault_start).min().unwrap_or(w.fault_start);
         let others = records.iter().enumerate().filter(|(j, o)| *j != i && o.room == r.room);
         let (mut left, mut joined) = (HashSet::new(), HashSet::new());
         for (_, o) in others {
             left.extend(o.seen_left.iter());
             joined.extend(o.seen_joined.iter());
+            for (at, members) in &o.member_lists {
+                if *at > moved_at {
+                    left.extend(old.iter().filter(|u| !members.contains(*u)));
+                }
+            }
         }
         if !joined.contains(new) || old.iter().any(|u| !left.contains(u)) {
             left_back_unseen += 1;
