@@ -65,7 +65,6 @@ async fn apply(cluster: &ChatCluster, ctx: &Context) -> Result<Action, Error> {
     let secrets = match secrets::read(cluster, ctx).await? {
         Ok(secrets) => secrets,
         Err(missing) => {
-            warn_once(ctx, cluster, "SecretNotFound", &missing).await;
             write_status(cluster, ctx, status::secret_missing(cluster, missing)).await?;
             return Ok(Action::requeue(ctx.options.resync));
         }
@@ -84,21 +83,11 @@ async fn apply(cluster: &ChatCluster, ctx: &Context) -> Result<Action, Error> {
     let gateways = match gateways {
         Ok(deployment) => Gateways::Deployment(deployment),
         Err(Error::Kube(kube::Error::Api(refused))) if children::rejected(&refused) => {
-            warn_once(ctx, cluster, "ChildRejected", &refused.message).await;
             Gateways::Rejected(refused.message)
         }
         Err(e) => return Err(e),
     };
     let new = status::desired(cluster, &topic, &gateways);
-    for (type_, reason) in status::warnings(cluster, &new) {
-        let message = new
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        event(ctx, cluster, EventType::Warning, reason, message).await;
-    }
     write_status(cluster, ctx, new).await?;
     match topic {
         Ok(_) => Ok(Action::requeue(ctx.options.resync)),
@@ -106,10 +95,21 @@ async fn apply(cluster: &ChatCluster, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
-/// Writes status when it changed.
+/// Writes status when it changed, with a Warning event for each problem
+/// that just appeared in a condition.
 async fn write_status(cluster: &ChatCluster, ctx: &Context, status: ChatClusterStatus) -> Result<(), Error> {
     if cluster.status.as_ref() == Some(&status) {
         return Ok(());
+    }
+    for condition in status::new_problems(cluster, &status) {
+        event(
+            ctx,
+            cluster,
+            EventType::Warning,
+            &condition.reason,
+            condition.message.clone(),
+        )
+        .await;
     }
     let api: Api<ChatCluster> = Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
     let patch = serde_json::json!({
@@ -124,19 +124,6 @@ async fn write_status(cluster: &ChatCluster, ctx: &Context, status: ChatClusterS
     )
     .await?;
     Ok(())
-}
-
-/// A Warning event, unless the same reason is already on a condition (so a
-/// lasting problem is told once, not every pass).
-async fn warn_once(ctx: &Context, cluster: &ChatCluster, reason: &str, message: &str) {
-    let known = cluster
-        .status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .any(|c| c.reason == reason && c.message == message);
-    if !known {
-        event(ctx, cluster, EventType::Warning, reason, message.to_owned()).await;
-    }
 }
 
 fn has_finalizer(cluster: &ChatCluster) -> bool {

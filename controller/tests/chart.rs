@@ -511,6 +511,8 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
         ["rolebinding", &format!("{name}-leader")],
         ["clusterrole", name.as_str()],
         ["clusterrolebinding", name.as_str()],
+        ["clusterrole", &format!("{name}-crd")],
+        ["clusterrolebinding", &format!("{name}-crd")],
     ] {
         assert!(kube.get(&namespace, &what).is_some(), "helm install made no {what:?}");
     }
@@ -575,7 +577,34 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
         (false, vec!["delete", "leases.coordination.k8s.io", "-n", &namespace]),
         (false, vec!["create", "chatclusters.whisperrooms.io", "-n", "default"]),
         (false, vec!["delete", "chatclusters.whisperrooms.io", "-n", "default"]),
-        (false, vec!["get", "secrets", "-n", &namespace]),
+        // Exactly the verbs the controller calls (owned objects come from
+        // its watch caches: no get; only the HPA and PDB are ever deleted).
+        (false, vec!["get", "deployments.apps", "-n", "default"]),
+        (false, vec!["delete", "deployments.apps", "-n", "default"]),
+        (false, vec!["update", "deployments.apps", "-n", "default"]),
+        (false, vec!["delete", "services", "-n", "default"]),
+        (false, vec!["update", "chatclusters.whisperrooms.io", "-n", "default"]),
+        (false, vec!["get", "chatclusters.whisperrooms.io", "-n", "default"]),
+        // Secrets: read, and their changes watched; never written.
+        (true, vec!["get", "secrets", "-n", "default"]),
+        (true, vec!["watch", "secrets", "-n", "default"]),
+        (false, vec!["update", "secrets", "-n", "default"]),
+        (false, vec!["create", "secrets", "-n", "default"]),
+        // Its own CRD's schema version, and no other CRD.
+        (
+            true,
+            vec![
+                "get",
+                "customresourcedefinitions.apiextensions.k8s.io/chatclusters.whisperrooms.io",
+            ],
+        ),
+        (
+            false,
+            vec![
+                "get",
+                "customresourcedefinitions.apiextensions.k8s.io/leases.coordination.k8s.io",
+            ],
+        ),
         (false, vec!["list", "pods", "-n", "default"]),
         (false, vec!["create", "configmaps", "-n", "default"]),
         (false, vec!["create", "events", "-n", "default"]),

@@ -21,7 +21,7 @@ pub(super) enum Gateways {
 }
 
 /// The reasons of conditions that get a Warning event when they appear.
-const WARNED: [&str; 2] = ["KafkaUnavailable", "CannotMatchSpec"];
+const WARNED: [&str; 4] = ["KafkaUnavailable", "CannotMatchSpec", "ChildRejected", "SecretNotFound"];
 
 /// One condition, keeping its transition time while its status holds.
 fn condition(
@@ -217,8 +217,8 @@ fn set(status: &mut ChatClusterStatus, condition: Condition) {
 }
 
 /// The conditions of `new` whose reason deserves a Warning event and was not
-/// there before: (type, reason).
-pub(super) fn warnings<'a>(cluster: &ChatCluster, new: &'a ChatClusterStatus) -> Vec<(&'a str, &'a str)> {
+/// on that condition before.
+pub(super) fn new_problems<'a>(cluster: &ChatCluster, new: &'a ChatClusterStatus) -> Vec<&'a Condition> {
     let before = |type_: &str| {
         cluster
             .status
@@ -229,7 +229,7 @@ pub(super) fn warnings<'a>(cluster: &ChatCluster, new: &'a ChatClusterStatus) ->
     };
     new.conditions
         .iter()
+        .filter(|c| c.type_ != "Ready")
         .filter(|c| WARNED.contains(&c.reason.as_str()) && before(&c.type_).as_deref() != Some(c.reason.as_str()))
-        .map(|c| (c.type_.as_str(), c.reason.as_str()))
         .collect()
 }
