@@ -62,6 +62,17 @@ async fn pass(cluster: &ChatCluster, ctx: &Context) -> Result<Action, Error> {
 
 async fn apply(cluster: &ChatCluster, ctx: &Context) -> Result<Action, Error> {
     let namespace = cluster.namespace().unwrap_or_else(|| "default".into());
+    // Ownership of the topic is recorded in status. Until it is, the cached
+    // object may predate the status write of the pass that created the
+    // topic: ask the API for the ChatCluster as it is.
+    let fresh;
+    let cluster = if cluster.status.as_ref().is_some_and(|s| s.topic.is_some()) {
+        cluster
+    } else {
+        let api: Api<ChatCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+        fresh = api.get(&cluster.name_any()).await?;
+        &fresh
+    };
     let secrets = match secrets::read(cluster, ctx).await? {
         Ok(secrets) => secrets,
         Err(missing) => {

@@ -302,14 +302,15 @@ async fn a_chat_cluster_gets_its_topic_gateways_and_status_and_drift_is_put_back
         .unwrap();
     assert_eq!(svc.metadata.owner_references.unwrap()[0].name, "demo");
 
-    // No kubelet here: the gateways never become ready, and status says so.
+    // No kubelet or Deployment controller here: the rollout never finishes,
+    // and status says so.
     assert_eq!(
         eventually("TopicReady is set", || condition(&env, "demo", "TopicReady")).await,
         ("True".into(), "TopicMatchesSpec".into())
     );
     assert_eq!(
         condition(&env, "demo", "GatewaysReady").await,
-        Some(("False".into(), "GatewaysNotReady".into()))
+        Some(("False".into(), "RolloutInProgress".into()))
     );
     assert_eq!(
         condition(&env, "demo", "Ready").await.map(|c| c.0),
@@ -784,7 +785,7 @@ async fn pausing_stops_every_change_until_resumed() {
     .await;
     // Several resync periods (2 s): nothing changes.
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    let (_, configs) = topic(&env.brokers, &topic_name).await.unwrap();
+    let (_, configs) = eventually("the topic is described", || topic(&env.brokers, &topic_name)).await;
     assert_eq!(configs.get("retention.ms").map(String::as_str), Some("60000"));
     assert_eq!(
         deployment(&env, "paused-gateway").await.unwrap().spec.unwrap().replicas,

@@ -161,7 +161,11 @@ pub(super) fn desired(
             ),
         ],
         // The topic is recorded once this cluster owns it (created or took it over).
-        topic: state.map(|_| cluster.topic()).or(old.topic),
+        topic: if topic.as_ref().is_ok_and(|t| t.owned) {
+            Some(cluster.topic())
+        } else {
+            old.topic
+        },
         partitions: state.map(|s| s.partitions).or(old.partitions),
         retention_ms: state
             .and_then(|s| s.configs.get("retention.ms"))

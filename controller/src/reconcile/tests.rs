@@ -224,7 +224,13 @@ const STATUS: &str = "/apis/whisperrooms.io/v1alpha1/namespaces/chat/chatcluster
 #[tokio::test]
 async fn a_new_cluster_gets_its_topic_gateways_and_status() {
     let kafka = Arc::new(FakeKafka::default());
+    let c = cluster(
+        json!({"kafka": {"bootstrapServers": "kafka:9092", "partitions": 6, "replicationFactor": 1, "retentionMs": 120000},
+                           "redis": {"url": "redis://redis:6379"}, "gateway": {"replicas": 3}}),
+    );
     let (client, server) = api_server(vec![
+        // No topic recorded yet: the ChatCluster is read fresh.
+        expect(Method::GET, CLUSTER, StatusCode::OK, serde_json::to_value(&c).unwrap()),
         expect(Method::POST, EVENTS, StatusCode::CREATED, json!({})),
         expect(Method::PATCH, DEPLOYMENT, StatusCode::OK, deployment_answer(3)),
         expect(Method::POST, EVENTS, StatusCode::CREATED, json!({})),
@@ -236,10 +242,6 @@ async fn a_new_cluster_gets_its_topic_gateways_and_status() {
         ),
         expect(Method::PATCH, STATUS, StatusCode::OK, cluster_answer()),
     ]);
-    let c = cluster(
-        json!({"kafka": {"bootstrapServers": "kafka:9092", "partitions": 6, "replicationFactor": 1, "retentionMs": 120000},
-                           "redis": {"url": "redis://redis:6379"}, "gateway": {"replicas": 3}}),
-    );
     let (ctx, _writers) = context(client, kafka.clone());
     let action = reconcile(Arc::new(c), ctx).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
@@ -252,7 +254,7 @@ async fn a_new_cluster_gets_its_topic_gateways_and_status() {
             "describe chat.demo.messages"
         ]
     );
-    let bodies = server.await.unwrap();
+    let bodies = server.await.unwrap()[1..].to_vec();
     assert_eq!(bodies[0]["reason"], "TopicCreated");
     assert!(bodies[0]["note"].as_str().unwrap().contains("min.insync.replicas=1"));
     let deployment = &bodies[1];
@@ -346,20 +348,21 @@ async fn kafka_down_is_a_condition_a_warning_and_an_error_with_backoff() {
         down: true,
         ..FakeKafka::default()
     });
+    let c = Arc::new(cluster(json!({"kafka": {"bootstrapServers": "kafka:9092"}})));
     let (client, server) = api_server(vec![
+        expect(Method::GET, CLUSTER, StatusCode::OK, serde_json::to_value(&*c).unwrap()),
         expect(Method::POST, EVENTS, StatusCode::CREATED, json!({})),
         expect(Method::PATCH, STATUS, StatusCode::OK, cluster_answer()),
     ]);
-    let c = Arc::new(cluster(json!({"kafka": {"bootstrapServers": "kafka:9092"}})));
     let (ctx, _writers) = context(client, kafka);
     let error = reconcile(c.clone(), ctx.clone()).await.unwrap_err();
     assert_eq!(error.metric_label(), "kafka");
     let bodies = server.await.unwrap();
     assert_eq!(
-        (bodies[0]["type"].as_str(), bodies[0]["reason"].as_str()),
+        (bodies[1]["type"].as_str(), bodies[1]["reason"].as_str()),
         (Some("Warning"), Some("KafkaUnavailable"))
     );
-    let topic_ready = &bodies[1]["status"]["conditions"][1];
+    let topic_ready = &bodies[2]["status"]["conditions"][1];
     assert_eq!(topic_ready["reason"], "KafkaUnavailable");
     assert_eq!(
         error_policy(c.clone(), &error, ctx.clone()),
@@ -422,6 +425,7 @@ async fn the_finalizer_follows_the_deletion_policy() {
         c.metadata.finalizers = before;
         let (client, server) = api_server(vec![
             expect(Method::PATCH, CLUSTER, StatusCode::OK, cluster_answer()),
+            expect(Method::GET, CLUSTER, StatusCode::OK, serde_json::to_value(&c).unwrap()),
             expect(Method::POST, EVENTS, StatusCode::CREATED, json!({})),
             expect(Method::PATCH, STATUS, StatusCode::OK, cluster_answer()),
         ]);

@@ -15,7 +15,11 @@ use crate::topic::{Connection, TopicError, TopicSpec, TopicState};
 /// The outcome of making the topic match the spec.
 #[derive(Debug, Default)]
 pub(super) struct TopicOutcome {
-    /// The topic as Kafka has it, when this cluster owns it.
+    /// Whether this cluster owns the topic (created it, took it over, or
+    /// its status records it).
+    pub(super) owned: bool,
+    /// The topic as Kafka has it, when this cluster owns it (a topic just
+    /// created may not be described yet).
     pub(super) state: Option<TopicState>,
     /// Why the topic is not ready, as the TopicReady condition's reason and
     /// message; `None` when it is.
@@ -25,6 +29,7 @@ pub(super) struct TopicOutcome {
 impl TopicOutcome {
     fn refused(reason: &'static str, message: String) -> Self {
         Self {
+            owned: false,
             state: None,
             problem: Some((reason, message)),
         }
@@ -76,6 +81,7 @@ pub(super) async fn ensure_topic(
         )
         .await;
         return Ok(TopicOutcome {
+            owned: true,
             state: ctx.topics.describe(kafka, &name).await?,
             problem: None,
         });
@@ -150,6 +156,7 @@ pub(super) async fn ensure_topic(
         state.configs.extend(drift);
     }
     Ok(TopicOutcome {
+        owned: true,
         state: Some(state),
         problem: (!problems.is_empty()).then(|| ("CannotMatchSpec", problems.join("; "))),
     })
