@@ -249,7 +249,7 @@ async fn deployment(env: &Env, name: &str) -> Option<Deployment> {
 #[tokio::test]
 async fn a_chat_cluster_gets_its_topic_gateways_and_status_and_drift_is_put_back() {
     let Some(env) = env().await else { return };
-    let _controller = Controller::start(&env, "solo");
+    let controller = Controller::start(&env, "solo");
     let topic_name = format!("ctl-{}", &uuid_like()[..10]);
     apply(
         &env,
@@ -396,6 +396,13 @@ async fn a_chat_cluster_gets_its_topic_gateways_and_status_and_drift_is_put_back
     })
     .await;
 
+    // The leader reports each ChatCluster's readiness.
+    let ready = format!(
+        "whisper_controller_chatcluster_ready{{namespace=\"{}\",chatcluster=\"demo\"}}",
+        env.namespace
+    );
+    assert_eq!(controller.metric(&ready).await, Some(0.0));
+
     let events: Vec<String> = eventually("events were recorded", || async {
         let list = Api::<Event>::namespaced(env.client.clone(), &env.namespace)
             .list(&ListParams::default())
@@ -445,6 +452,53 @@ async fn admission_refuses_bad_specs_with_readable_messages() {
         !ok && out.contains("set exactly one of redis.url and redis.urlSecretRef"),
         "{out}"
     );
+    for (kafka, message) in [
+        (
+            json!({"replicationFactor": 1, "minInSyncReplicas": 2}),
+            "kafka.minInSyncReplicas must not exceed replicationFactor",
+        ),
+        (
+            json!({"auth": {"securityProtocol": "SASL_SSL"}}),
+            "kafka.auth.sasl is required with SASL_PLAINTEXT and SASL_SSL",
+        ),
+        (
+            json!({"auth": {"securityProtocol": "PLAINTEXT", "caSecretRef": {"name": "ca", "key": "ca.crt"}}}),
+            "need securityProtocol SSL or SASL_SSL",
+        ),
+    ] {
+        let bad = chat_cluster(&env, "auth-rules", &format!("{topic_name}-auth"), kafka, json!({}));
+        let (ok, out) = kubectl_apply(&env, &bad);
+        assert!(!ok && out.contains(message), "message missing `{message}`: {out}");
+    }
+}
+
+/// The README's production ChatCluster is accepted as written.
+#[tokio::test]
+async fn the_readme_production_example_is_a_valid_chat_cluster() {
+    let Some(env) = env().await else { return };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let yaml = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("securityProtocol: SASL_SSL") && block.contains("kind: ChatCluster"))
+        .expect("a SASL_SSL ChatCluster in the README");
+    let mut object: Value = serde_yaml::from_str(yaml).unwrap();
+    object["metadata"]["namespace"] = json!(env.namespace);
+    let file = std::env::temp_dir().join(format!("readme-{}.json", uuid_like()));
+    std::fs::write(&file, object.to_string()).unwrap();
+    let (ok, out) = kubectl(
+        &env,
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+    );
+    let _ = std::fs::remove_file(file);
+    assert!(ok, "{out}");
 }
 
 #[tokio::test]
