@@ -27,9 +27,31 @@ struct Env {
     brokers: String,
     client: Client,
     namespace: String,
+    /// Held for the whole test: shared, or alone for a test that changes
+    /// the CRD.
+    _crd: CrdUse,
+}
+
+/// Tests share the one CRD; a test that changes it runs alone.
+static CRD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+enum CrdUse {
+    Shared {
+        _guard: tokio::sync::RwLockReadGuard<'static, ()>,
+    },
+    Alone {
+        _guard: tokio::sync::RwLockWriteGuard<'static, ()>,
+    },
 }
 
 async fn env() -> Option<Env> {
+    env_with(CrdUse::Shared {
+        _guard: CRD.read().await,
+    })
+    .await
+}
+
+async fn env_with(crd: CrdUse) -> Option<Env> {
     let kubeconfig = service("WHISPER_TEST_KUBECONFIG")?;
     let kubectl = service("WHISPER_KUBECTL")?;
     let brokers = service("WHISPER_TEST_KAFKA_BROKERS")?;
@@ -55,6 +77,7 @@ async fn env() -> Option<Env> {
         brokers,
         client,
         namespace,
+        _crd: crd,
     })
 }
 
@@ -1061,4 +1084,38 @@ async fn a_lease_is_timed_by_this_replicas_clock_not_the_holders() {
     assert_eq!(me.try_acquire().await.unwrap(), Attempt::Leading);
     let holder = leases.get("election").await.unwrap().spec.unwrap().holder_identity;
     assert_eq!(holder.as_deref(), Some("me"));
+}
+
+#[tokio::test]
+async fn the_controller_refuses_an_older_crd_and_says_what_to_apply() {
+    let Some(env) = env_with(CrdUse::Alone {
+        _guard: CRD.write().await,
+    })
+    .await
+    else {
+        return;
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    // What an older chart's CRD looks like to this controller.
+    crds.patch(
+        "chatclusters.whisperrooms.io",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"whisperrooms.io/schema-version": "1"}}})),
+    )
+    .await
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_whisper-controller"))
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("WHISPER_LISTEN", "127.0.0.1:0")
+        .env("WHISPER_WATCH_NAMESPACE", &env.namespace)
+        .env("WHISPER_LEASE_NAMESPACE", &env.namespace)
+        .output()
+        .unwrap();
+    install_crd(&env.client).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("schema version 1") && stderr.contains("kubectl apply --server-side -f k8s/crd.yaml"),
+        "{stderr}"
+    );
 }
