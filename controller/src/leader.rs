@@ -221,3 +221,40 @@ impl Elector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An API server that accepts connections and never answers.
+    async fn silent_api_server() -> (Api<Lease>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let config = kube::Config::new(url.parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        (Api::namespaced(client, "default"), task)
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_renewals_hang_stops_within_the_renew_deadline() {
+        let (api, server) = silent_api_server().await;
+        let timings = Timings {
+            lease: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            retry: Duration::from_millis(300),
+        };
+        let elector = Elector::new(api, "lease", "me", timings);
+        let started = Instant::now();
+        tokio::time::timeout(timings.lease, elector.hold())
+            .await
+            .expect("hold() must give up before the lease could pass to another replica");
+        assert!(started.elapsed() < timings.lease, "{:?}", started.elapsed());
+        server.abort();
+    }
+}
