@@ -19,6 +19,11 @@ struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabel {
+    ready: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
     namespace: String,
     chatcluster: String,
@@ -33,6 +38,9 @@ pub struct Metrics {
     pub duration: Histogram,
     pub leader: Gauge,
     ready: Family<ClusterLabels, Gauge>,
+    /// ChatClusters by readiness; both series always exist (alerts need a
+    /// series before the first ChatCluster).
+    counts: Family<ReadyLabel, Gauge>,
     /// The ChatClusters this replica reconciles, read at each scrape (so a
     /// deleted one leaves no series behind).
     clusters: OnceLock<Store<ChatCluster>>,
@@ -47,6 +55,7 @@ impl Default for Metrics {
             duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             leader: Gauge::default(),
             ready: Family::default(),
+            counts: Family::default(),
             clusters: OnceLock::new(),
         };
         let r = &mut m.registry;
@@ -72,6 +81,14 @@ impl Default for Metrics {
             "1 while the ChatCluster's Ready condition is True, per ChatCluster this replica reconciles",
             m.ready.clone(),
         );
+        r.register(
+            "chatclusters",
+            "ChatClusters this replica reconciles, by whether their Ready condition is True",
+            m.counts.clone(),
+        );
+        for ready in ["true", "false"] {
+            drop(m.counts.get_or_create(&ReadyLabel { ready }));
+        }
         // Every reason starts at zero, so alerts see a series before the
         // first failure.
         for reason in crate::error::Error::REASONS {
@@ -96,6 +113,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         if let Some(store) = self.clusters.get() {
             self.ready.clear();
+            let mut counts = [0, 0];
             for cluster in store.state() {
                 let ready = cluster
                     .status
@@ -107,6 +125,10 @@ impl Metrics {
                     chatcluster: cluster.name_any(),
                 };
                 self.ready.get_or_create(&labels).set(i64::from(ready));
+                counts[usize::from(ready)] += 1;
+            }
+            for (ready, count) in ["false", "true"].into_iter().zip(counts) {
+                self.counts.get_or_create(&ReadyLabel { ready }).set(count);
             }
         }
         let mut out = String::new();
@@ -131,6 +153,7 @@ mod tests {
             "whisper_controller_reconcile_failures_total{reason=\"kubernetes\"} 0",
             "whisper_controller_reconcile_duration_seconds_bucket",
             "whisper_controller_leader 0",
+            "whisper_controller_chatclusters{ready=\"false\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
@@ -152,6 +175,7 @@ mod tests {
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cluster.clone()));
         let series = "whisper_controller_chatcluster_ready{namespace=\"a\",chatcluster=\"demo\"}";
         assert!(m.encode().contains(&format!("{series} 1")), "{}", m.encode());
+        assert!(m.encode().contains("whisper_controller_chatclusters{ready=\"true\"} 1"));
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Delete(cluster));
         assert!(!m.encode().contains(series));
     }

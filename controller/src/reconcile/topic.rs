@@ -13,7 +13,7 @@ use crate::crd::{ADOPT_ANNOTATION, ChatCluster};
 use crate::topic::{Connection, TopicError, TopicSpec, TopicState};
 
 /// The outcome of making the topic match the spec.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct TopicOutcome {
     /// Whether this cluster owns the topic (created it, took it over, or
     /// its status records it).
