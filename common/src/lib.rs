@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`topic`]: the configuration of the message topic (retention = TTL).
+//! - [`topic`]: the message topic: TTL bounds, the name rule, the configs
+//!   (retention = TTL) and which of them the controller manages.
 //! - [`telemetry`]: logs to stderr and OTLP traces.
 //! - [`signal`]: SIGTERM and SIGINT, which end both binaries gracefully.
 
