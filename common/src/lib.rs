@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`topic`]: the configuration of the message topic (retention = TTL).
+//! - [`topic`]: the message topic: TTL bounds, the name rule, the configs
+//!   (retention = TTL) and which of them the controller manages.
 //! - [`kafka`]: how a client reaches Kafka (TLS, SASL, mTLS), as librdkafka
 //!   properties.
 //! - [`tls`]: PEM material, from a file or inline.

@@ -1,9 +1,12 @@
 //! Settings of the controller: flags or `WHISPER_*` environment variables.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::controller::Options;
 
 /// The controller's settings.
 #[derive(Debug, Clone, Parser)]
@@ -37,6 +40,30 @@ pub struct Settings {
     /// Name of this replica in the Lease and in Events [default: pod name or host name]
     #[arg(long, env = "WHISPER_CONTROLLER_ID")]
     pub id: Option<String>,
+    /// Comma list of the only Kafka bootstrap servers (host:port) ChatClusters may use [default: any]
+    #[arg(long, env = "WHISPER_ALLOWED_BOOTSTRAP_SERVERS", value_delimiter = ',')]
+    pub allowed_bootstrap_servers: Vec<String>,
+    /// Comma list of the topic configs the controller may set; others are left alone
+    #[arg(
+        long,
+        env = "WHISPER_TOPIC_CONFIGS",
+        value_delimiter = ',',
+        default_value = "cleanup.policy,retention.ms,segment.ms,min.insync.replicas",
+        value_parser = topic_config
+    )]
+    pub topic_configs: Vec<String>,
+}
+
+fn topic_config(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if whisper_common::topic::MANAGED_CONFIGS.contains(&text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not a topic config the controller manages ({})",
+            whisper_common::topic::MANAGED_CONFIGS.join(", ")
+        ))
+    }
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -44,6 +71,23 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Settings {
+    /// What the admin decided for every ChatCluster.
+    pub fn options(&self) -> Options {
+        let allowed: BTreeSet<String> = self
+            .allowed_bootstrap_servers
+            .iter()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Options {
+            gateway_image: self.gateway_image(),
+            resync: self.resync,
+            instance: Some(self.id()),
+            allowed_bootstrap_servers: (!allowed.is_empty()).then_some(allowed),
+            topic_configs: self.topic_configs.iter().cloned().collect(),
+        }
+    }
+
     /// The gateway image of this controller's own version.
     pub fn gateway_image(&self) -> String {
         self.gateway_image
@@ -84,5 +128,20 @@ mod tests {
         assert!(!s.leader_election);
         let err = Settings::try_parse_from(["whisper-controller", "--resync", "often"]).unwrap_err();
         assert!(err.to_string().contains("often"));
+        assert_eq!(s.options().topic_configs.len(), 4);
+        assert_eq!(s.options().allowed_bootstrap_servers, None);
+        let s = Settings::try_parse_from([
+            "whisper-controller",
+            "--topic-configs",
+            "retention.ms,cleanup.policy",
+            "--allowed-bootstrap-servers",
+            "Kafka:9092,kafka-2:9092",
+        ])
+        .unwrap();
+        let options = s.options();
+        assert_eq!(options.topic_configs.len(), 2);
+        assert!(options.allowed_bootstrap_servers.unwrap().contains("kafka:9092"));
+        let err = Settings::try_parse_from(["whisper-controller", "--topic-configs", "max.message.bytes"]).unwrap_err();
+        assert!(err.to_string().contains("max.message.bytes"));
     }
 }

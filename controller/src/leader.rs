@@ -1,9 +1,14 @@
 //! Leader election on a `coordination.k8s.io` Lease, so several controller
-//! replicas can run and only one acts. A replica takes the lease when it is
-//! free or its holder stopped renewing it; it renews well within the lease
-//! duration, and gives up leadership (the process exits) when it cannot.
+//! replicas can run and only one acts, as client-go elects: a replica takes
+//! the lease when it is free, or when the record has not changed for a lease
+//! duration *as this replica observed it* (its own monotonic clock, never the
+//! holder's timestamps, so skewed clocks cannot end a live lease early). The
+//! leader renews every retry period; each attempt has a deadline, and a
+//! leader that has not renewed within the renew deadline (shorter than the
+//! lease) stops acting (the process exits) before anyone else may take over.
 //! Writes use the lease's resourceVersion, so two replicas never both win.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -11,12 +16,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{PostParams, ResourceExt};
+use tokio::time::Instant;
 
 /// Timings of the election.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     /// How long a lease holds without renewal.
     pub lease: Duration,
+    /// How long the leader keeps acting without a successful renewal;
+    /// shorter than `lease`, so it stops before another replica may start.
+    pub renew_deadline: Duration,
     /// How often the leader renews, and others retry.
     pub retry: Duration,
 }
@@ -25,9 +34,18 @@ impl Default for Timings {
     fn default() -> Self {
         Self {
             lease: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
             retry: Duration::from_secs(2),
         }
     }
+}
+
+/// The lease record as this replica last saw it change, and when (by its
+/// own clock).
+#[derive(Debug, Clone)]
+struct Observed {
+    record: LeaseSpec,
+    at: Instant,
 }
 
 /// One replica's side of the election.
@@ -37,6 +55,7 @@ pub struct Elector {
     name: String,
     identity: String,
     timings: Timings,
+    observed: Arc<Mutex<Option<Observed>>>,
 }
 
 /// What one attempt found.
@@ -55,11 +74,38 @@ impl Elector {
             name: name.to_owned(),
             identity: identity.to_owned(),
             timings,
+            observed: Arc::default(),
         }
     }
 
-    /// Takes or renews the lease if this replica may.
+    /// Notes the record read now; returns how long it has been unchanged as
+    /// this replica saw it.
+    fn observe(&self, record: &LeaseSpec) -> Duration {
+        let mut observed = self.observed.lock().expect("observed lease lock");
+        match observed.as_ref() {
+            Some(o) if o.record == *record => o.at.elapsed(),
+            _ => {
+                *observed = Some(Observed {
+                    record: record.clone(),
+                    at: Instant::now(),
+                });
+                Duration::ZERO
+            }
+        }
+    }
+
+    /// Takes or renews the lease if this replica may, within one retry
+    /// period (an answer later than that counts as an error).
     pub async fn try_acquire(&self) -> Result<Attempt, kube::Error> {
+        match tokio::time::timeout(self.timings.retry, self.attempt()).await {
+            Ok(result) => result,
+            Err(_) => Err(kube::Error::Service(
+                format!("no answer from the API server within {:?}", self.timings.retry).into(),
+            )),
+        }
+    }
+
+    async fn attempt(&self) -> Result<Attempt, kube::Error> {
         let now = Timestamp::now();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
@@ -77,13 +123,8 @@ impl Elector {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
-        let renewed = spec.renew_time.as_ref().map(|t| t.0);
         let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-        let expired = renewed.is_none_or(|t| {
-            now.duration_since(t)
-                .try_into()
-                .is_ok_and(|elapsed: Duration| elapsed > duration)
-        });
+        let expired = self.observe(&spec) > duration;
         let transitions = spec.lease_transitions.unwrap_or(0);
         let new_spec = if holder == self.identity {
             self.spec(spec.acquire_time.map_or(now, |t| t.0), now, transitions)
@@ -100,7 +141,10 @@ impl Elector {
             .replace(&lease.name_any(), &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => Ok(Attempt::Leading),
+            Ok(written) => {
+                self.observe(&written.spec.unwrap_or_default());
+                Ok(Attempt::Leading)
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Following(holder)),
             Err(e) => Err(e),
         }
@@ -168,12 +212,49 @@ impl Elector {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot renew the leader lease");
                     // Stop before the lease can expire and another replica act.
-                    if last_renewal.elapsed() + self.timings.retry * 2 >= self.timings.lease {
-                        tracing::error!("could not renew the leader lease in time");
+                    if last_renewal.elapsed() + self.timings.retry >= self.timings.renew_deadline {
+                        tracing::error!("could not renew the leader lease within the renew deadline");
                         return;
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An API server that accepts connections and never answers.
+    async fn silent_api_server() -> (Api<Lease>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let config = kube::Config::new(url.parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        (Api::namespaced(client, "default"), task)
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_renewals_hang_stops_within_the_renew_deadline() {
+        let (api, server) = silent_api_server().await;
+        let timings = Timings {
+            lease: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            retry: Duration::from_millis(300),
+        };
+        let elector = Elector::new(api, "lease", "me", timings);
+        let started = Instant::now();
+        tokio::time::timeout(timings.lease, elector.hold())
+            .await
+            .expect("hold() must give up before the lease could pass to another replica");
+        assert!(started.elapsed() < timings.lease, "{:?}", started.elapsed());
+        server.abort();
     }
 }

@@ -4,7 +4,10 @@
 //! # Layout
 //!
 //! - [`crd`]: the `ChatCluster` types, from which the CRD YAML is generated.
-//! - [`controller`]: the reconciler, its context, error policy and status.
+//! - [`controller`]: what is watched, the context of every pass, the error
+//!   policy (backoff), Events.
+//! - [`reconcile`]: one pass: the topic, the owned objects, the status.
+//! - [`error`]: what can go wrong in a pass.
 //! - [`resources`]: the owned objects (Deployment, Service, HPA, PDB), built
 //!   from the spec.
 //! - [`topic`]: the Kafka admin operations, behind a trait.
@@ -15,8 +18,10 @@
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod reconcile;
 pub mod resources;
 pub mod topic;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use whisper_common::signal;
 use whisper_controller::config::Settings;
@@ -58,11 +59,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Kubernetes (KUBECONFIG or in-cluster config): {e}"))?;
-    if !controller::crd_installed(&client, settings.watch_namespace.as_deref()).await? {
-        anyhow::bail!(
-            "the ChatCluster CRD (chatclusters.whisperrooms.io) is not installed: `kubectl apply -f k8s/crd.yaml` or `helm install` the chart first"
-        );
-    }
+    controller::check_crd(&client).await?;
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -70,6 +67,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(http::serve(listener, metrics.clone()));
 
     let id = settings.id();
+    // One token stops everything: SIGTERM/SIGINT, or the lease lost.
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            signal::shutdown().await;
+            stop.cancel();
+        }
+    });
     let elector = settings.leader_election.then(|| {
         let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.lease_namespace());
         Elector::new(leases, "whisper-controller", &id, Timings::default())
@@ -78,52 +84,48 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(id, "waiting for the leader lease");
         tokio::select! {
             () = elector.acquire() => {}
-            () = signal::shutdown() => return Ok(()),
+            () = stop.cancelled() => return Ok(()),
         }
         tracing::info!(id, "leading");
     }
     metrics.leader.set(1);
 
-    let ctx = Arc::new(Context::new(
+    let (ctx, caches) = Context::new(
         client,
         Arc::new(KafkaAdmin::default()),
         metrics.clone(),
-        settings.gateway_image(),
-        settings.resync,
-        Some(id),
-    ));
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
-    if let Some(elector) = elector.clone() {
+        settings.options(),
+    );
+    // Whether leadership was lost (rather than a signal received).
+    let holder = elector.clone().map(|elector| {
+        let stop = stop.clone();
         tokio::spawn(async move {
-            elector.hold().await;
-            let _ = lost_tx.send(());
-        });
-    }
-    let lost = async move { lost_rx.await.is_ok() };
-    let stop = async move {
-        tokio::select! {
-            () = signal::shutdown() => false,
-            lost = lost => lost,
-        }
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let lost = stop.await;
-        let _ = stop_tx.send(lost);
+            tokio::select! {
+                () = elector.hold() => {
+                    stop.cancel();
+                    true
+                }
+                () = stop.cancelled() => false,
+            }
+        })
     });
-    let mut watch = stop_rx.clone();
-    controller::run(ctx, settings.watch_namespace.as_deref(), async move {
-        let _ = watch.changed().await;
-    })
+    controller::run(
+        Arc::new(ctx),
+        caches,
+        settings.watch_namespace.as_deref(),
+        stop.cancelled_owned(),
+    )
     .await;
     metrics.leader.set(0);
-    if let Some(elector) = &elector
-        && !*stop_rx.borrow()
-    {
-        elector.release().await;
-    }
-    if *stop_rx.borrow() {
+    let lost = match holder {
+        Some(holder) => holder.await.unwrap_or(true),
+        None => false,
+    };
+    if lost {
         anyhow::bail!("lost the leader lease; exiting so a fresh replica can stand by");
+    }
+    if let Some(elector) = &elector {
+        elector.release().await;
     }
     Ok(())
 }

@@ -33,6 +33,24 @@ pub struct TopicSpec {
     pub configs: BTreeMap<String, String>,
 }
 
+/// How to reach one Kafka cluster: bootstrap servers and librdkafka client
+/// properties (security protocol, TLS material, SASL credentials).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Connection {
+    pub brokers: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Connection {
+    /// Names the properties, never their values (they hold credentials).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("brokers", &self.brokers)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// Kafka could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -43,32 +61,32 @@ pub trait TopicAdmin: Send + Sync + 'static {
     /// The topic, or `None` when it does not exist.
     fn describe<'a>(
         &'a self,
-        brokers: &'a str,
+        kafka: &'a Connection,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Option<TopicState>, TopicError>>;
-    fn create<'a>(&'a self, brokers: &'a str, spec: &'a TopicSpec) -> BoxFuture<'a, Result<(), TopicError>>;
+    fn create<'a>(&'a self, kafka: &'a Connection, spec: &'a TopicSpec) -> BoxFuture<'a, Result<(), TopicError>>;
     /// Grows the topic to `total` partitions.
     fn add_partitions<'a>(
         &'a self,
-        brokers: &'a str,
+        kafka: &'a Connection,
         topic: &'a str,
         total: i32,
     ) -> BoxFuture<'a, Result<(), TopicError>>;
-    /// Sets the topic-level configs to exactly these.
-    fn set_configs<'a>(
+    /// Sets these topic-level configs, leaving every other one as it is.
+    fn alter_configs<'a>(
         &'a self,
-        brokers: &'a str,
+        kafka: &'a Connection,
         topic: &'a str,
         configs: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<(), TopicError>>;
     /// Deletes the topic; a missing topic is not an error.
-    fn delete<'a>(&'a self, brokers: &'a str, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>>;
+    fn delete<'a>(&'a self, kafka: &'a Connection, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>>;
 }
 
-/// [`TopicAdmin`] on real Kafka, one admin client per bootstrap list.
+/// [`TopicAdmin`] on real Kafka, one admin client per connection.
 #[derive(Default)]
 pub struct KafkaAdmin {
-    clients: Mutex<HashMap<String, Arc<AdminClient<DefaultClientContext>>>>,
+    clients: Mutex<HashMap<Connection, Arc<AdminClient<DefaultClientContext>>>>,
 }
 
 impl std::fmt::Debug for KafkaAdmin {
@@ -82,22 +100,49 @@ fn err(e: impl std::fmt::Display) -> TopicError {
 }
 
 impl KafkaAdmin {
-    fn client(&self, brokers: &str) -> Result<Arc<AdminClient<DefaultClientContext>>, TopicError> {
+    fn client(&self, kafka: &Connection) -> Result<Arc<AdminClient<DefaultClientContext>>, TopicError> {
         let mut clients = self.clients.lock().expect("admin clients lock");
-        if let Some(client) = clients.get(brokers) {
+        if let Some(client) = clients.get(kafka) {
             return Ok(client.clone());
         }
-        let client: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &kafka.brokers)
             .set("client.id", "whisper-controller")
             .set("reconnect.backoff.max.ms", "1000")
             // Looking a topic up must never create it with the broker's defaults.
-            .set("allow.auto.create.topics", "false")
+            .set("allow.auto.create.topics", "false");
+        for (key, value) in &kafka.properties {
+            config.set(key, value);
+        }
+        let client: AdminClient<DefaultClientContext> = config
             .create()
-            .map_err(err)?;
+            .map_err(|e| TopicError(format!("cannot make a Kafka client for {}: {e}", kafka.brokers)))?;
         let client = Arc::new(client);
-        clients.insert(brokers.to_owned(), client.clone());
+        clients.insert(kafka.clone(), client.clone());
         Ok(client)
+    }
+
+    /// The topic-level configs set on the topic (not broker defaults).
+    async fn dynamic_configs(
+        client: &AdminClient<DefaultClientContext>,
+        topic: &str,
+    ) -> Result<BTreeMap<String, String>, TopicError> {
+        let described = client
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &Self::options())
+            .await
+            .map_err(err)?;
+        let resource = described
+            .into_iter()
+            .next()
+            .ok_or_else(|| err("no config answer"))?
+            .map_err(err)?;
+        Ok(resource
+            .entries
+            .into_iter()
+            .filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic)
+            .filter_map(|e| Some((e.name, e.value?)))
+            .collect())
     }
 
     fn options() -> AdminOptions {
@@ -123,18 +168,18 @@ fn single(
 impl TopicAdmin for KafkaAdmin {
     fn describe<'a>(
         &'a self,
-        brokers: &'a str,
+        kafka: &'a Connection,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Option<TopicState>, TopicError>> {
         Box::pin(async move {
-            let client = self.client(brokers)?;
+            let client = self.client(kafka)?;
             let metadata = {
                 let client = client.clone();
                 let topic = topic.to_owned();
                 tokio::task::spawn_blocking(move || client.inner().fetch_metadata(Some(&topic), TIMEOUT))
                     .await
                     .map_err(err)?
-                    .map_err(|e| TopicError(format!("cannot reach Kafka at {brokers}: {e}")))?
+                    .map_err(|e| TopicError(format!("cannot reach Kafka at {}: {e}", kafka.brokers)))?
             };
             let Some(t) = metadata.topics().first() else {
                 return Ok(None);
@@ -146,21 +191,7 @@ impl TopicAdmin for KafkaAdmin {
             }
             let partitions = t.partitions().len() as i32;
             let replication_factor = t.partitions().first().map_or(0, |p| p.replicas().len() as i32);
-            let described = client
-                .describe_configs([&ResourceSpecifier::Topic(topic)], &Self::options())
-                .await
-                .map_err(err)?;
-            let resource = described
-                .into_iter()
-                .next()
-                .ok_or_else(|| err("no config answer"))?
-                .map_err(err)?;
-            let configs = resource
-                .entries
-                .into_iter()
-                .filter(|e| e.source == rdkafka::admin::ConfigSource::DynamicTopic)
-                .filter_map(|e| Some((e.name, e.value?)))
-                .collect();
+            let configs = Self::dynamic_configs(&client, topic).await?;
             Ok(Some(TopicState {
                 partitions,
                 replication_factor,
@@ -169,7 +200,7 @@ impl TopicAdmin for KafkaAdmin {
         })
     }
 
-    fn create<'a>(&'a self, brokers: &'a str, spec: &'a TopicSpec) -> BoxFuture<'a, Result<(), TopicError>> {
+    fn create<'a>(&'a self, kafka: &'a Connection, spec: &'a TopicSpec) -> BoxFuture<'a, Result<(), TopicError>> {
         Box::pin(async move {
             let mut topic = NewTopic::new(
                 &spec.name,
@@ -180,7 +211,7 @@ impl TopicAdmin for KafkaAdmin {
                 topic = topic.set(key, value);
             }
             let results = self
-                .client(brokers)?
+                .client(kafka)?
                 .create_topics([&topic], &Self::options())
                 .await
                 .map_err(err)?;
@@ -190,14 +221,14 @@ impl TopicAdmin for KafkaAdmin {
 
     fn add_partitions<'a>(
         &'a self,
-        brokers: &'a str,
+        kafka: &'a Connection,
         topic: &'a str,
         total: i32,
     ) -> BoxFuture<'a, Result<(), TopicError>> {
         Box::pin(async move {
             let partitions = NewPartitions::new(topic, total as usize);
             let results = self
-                .client(brokers)?
+                .client(kafka)?
                 .create_partitions([&partitions], &Self::options())
                 .await
                 .map_err(err)?;
@@ -205,22 +236,24 @@ impl TopicAdmin for KafkaAdmin {
         })
     }
 
-    fn set_configs<'a>(
+    fn alter_configs<'a>(
         &'a self,
-        brokers: &'a str,
+        kafka: &'a Connection,
         topic: &'a str,
         configs: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<(), TopicError>> {
         Box::pin(async move {
+            // The client library offers only the whole-set AlterConfigs:
+            // the topic's other overrides are sent back as they are, so only
+            // the keys asked for change.
+            let client = self.client(kafka)?;
+            let mut all = Self::dynamic_configs(&client, topic).await?;
+            all.extend(configs.iter().map(|(k, v)| (k.clone(), v.clone())));
             let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
-            for (key, value) in configs {
+            for (key, value) in &all {
                 alter = alter.set(key, value);
             }
-            let results = self
-                .client(brokers)?
-                .alter_configs([&alter], &Self::options())
-                .await
-                .map_err(err)?;
+            let results = client.alter_configs([&alter], &Self::options()).await.map_err(err)?;
             match results.into_iter().next() {
                 Some(Err((_, code))) => Err(TopicError(format!("{topic}: {code}"))),
                 _ => Ok(()),
@@ -228,10 +261,10 @@ impl TopicAdmin for KafkaAdmin {
         })
     }
 
-    fn delete<'a>(&'a self, brokers: &'a str, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>> {
+    fn delete<'a>(&'a self, kafka: &'a Connection, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>> {
         Box::pin(async move {
             let results = self
-                .client(brokers)?
+                .client(kafka)?
                 .delete_topics(&[topic], &Self::options())
                 .await
                 .map_err(err)?;

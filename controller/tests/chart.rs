@@ -328,8 +328,10 @@ fn every_rendered_object_and_every_k8s_manifest_is_accepted_by_the_api_server() 
         let one_namespace = label == "all-on";
         for (kind, n) in [
             ("ServiceAccount", 1),
-            ("ClusterRole", 1),
-            ("ClusterRoleBinding", usize::from(!one_namespace)),
+            // The controller's rules, and the one that reads its CRD (bound
+            // cluster-wide in every install: CRDs are not namespaced).
+            ("ClusterRole", 2),
+            ("ClusterRoleBinding", 1 + usize::from(!one_namespace)),
             ("Role", 1),
             ("RoleBinding", 1 + usize::from(one_namespace)),
             ("Service", 1),
@@ -511,6 +513,8 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
         ["rolebinding", &format!("{name}-leader")],
         ["clusterrole", name.as_str()],
         ["clusterrolebinding", name.as_str()],
+        ["clusterrole", &format!("{name}-crd")],
+        ["clusterrolebinding", &format!("{name}-crd")],
     ] {
         assert!(kube.get(&namespace, &what).is_some(), "helm install made no {what:?}");
     }
@@ -575,7 +579,34 @@ async fn helm_install_then_the_controller_with_the_charts_service_account_turns_
         (false, vec!["delete", "leases.coordination.k8s.io", "-n", &namespace]),
         (false, vec!["create", "chatclusters.whisperrooms.io", "-n", "default"]),
         (false, vec!["delete", "chatclusters.whisperrooms.io", "-n", "default"]),
-        (false, vec!["get", "secrets", "-n", &namespace]),
+        // Exactly the verbs the controller calls (owned objects come from
+        // its watch caches: no get; only the HPA and PDB are ever deleted).
+        (false, vec!["get", "deployments.apps", "-n", "default"]),
+        (false, vec!["delete", "deployments.apps", "-n", "default"]),
+        (false, vec!["update", "deployments.apps", "-n", "default"]),
+        (false, vec!["delete", "services", "-n", "default"]),
+        (false, vec!["update", "chatclusters.whisperrooms.io", "-n", "default"]),
+        (true, vec!["get", "chatclusters.whisperrooms.io", "-n", "default"]),
+        // Secrets: read, and their changes watched; never written.
+        (true, vec!["get", "secrets", "-n", "default"]),
+        (true, vec!["watch", "secrets", "-n", "default"]),
+        (false, vec!["update", "secrets", "-n", "default"]),
+        (false, vec!["create", "secrets", "-n", "default"]),
+        // Its own CRD's schema version, and no other CRD.
+        (
+            true,
+            vec![
+                "get",
+                "customresourcedefinitions.apiextensions.k8s.io/chatclusters.whisperrooms.io",
+            ],
+        ),
+        (
+            false,
+            vec![
+                "get",
+                "customresourcedefinitions.apiextensions.k8s.io/leases.coordination.k8s.io",
+            ],
+        ),
         (false, vec!["list", "pods", "-n", "default"]),
         (false, vec!["create", "configmaps", "-n", "default"]),
         (false, vec!["create", "events", "-n", "default"]),

@@ -221,11 +221,8 @@ impl Config {
             )
         })?;
         let topic = s.kafka_topic.unwrap_or_else(|| "chat-messages".into());
-        if !valid_topic(&topic) {
-            return Err(bad(
-                "WHISPER_KAFKA_TOPIC",
-                format!("`{topic}` is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
-            ));
+        if let Some(problem) = whisper_common::topic::name_problem(&topic) {
+            return Err(bad("WHISPER_KAFKA_TOPIC", format!("`{topic}`: {problem}")));
         }
         let create_topic = boolean("WHISPER_KAFKA_CREATE_TOPIC", s.kafka_create_topic.as_deref(), true)?;
         let pem_file = |path: String| Pem::File(path.into());
@@ -293,7 +290,7 @@ impl Config {
         };
         let redis = redis_url.map(|url| RedisConfig { url, ca: redis_ca });
         let ttl = duration("WHISPER_MESSAGE_TTL", s.message_ttl, "5m")?;
-        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(24 * 3600) {
+        if !(whisper_common::topic::MIN_TTL..=whisper_common::topic::MAX_TTL).contains(&ttl) {
             return Err(bad("WHISPER_MESSAGE_TTL", "must be between 1s and 24h"));
         }
         let gateway_id = match s.gateway_id {
@@ -499,13 +496,6 @@ pub fn redact_url(url: &str) -> String {
         }
         None => url.to_owned(),
     }
-}
-
-fn valid_topic(topic: &str) -> bool {
-    (1..=249).contains(&topic.len())
-        && topic != "."
-        && topic != ".."
-        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn valid_gateway_id(id: &str) -> bool {
