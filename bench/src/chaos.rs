@@ -837,7 +837,13 @@ fn summarize(args: &Args, records: &[Record], affected: &[bool], w: &Window) -> 
         if old.is_empty() {
             continue;
         }
-        let moved_at = r.trouble_us.iter().copied().filter(|&t| t >= w.fault_start).min().unwrap_or(w.fault_start);
+        let moved_at = r
+            .trouble_us
+            .iter()
+            .copied()
+            .filter(|&t| t >= w.fault_start)
+            .min()
+            .unwrap_or(w.fault_start);
         let others = records.iter().enumerate().filter(|(j, o)| *j != i && o.room == r.room);
         let (mut left, mut joined) = (HashSet::new(), HashSet::new());
         for (_, o) in others {
@@ -850,6 +856,13 @@ fn summarize(args: &Args, records: &[Record], affected: &[bool], w: &Window) -> 
             }
         }
         if !joined.contains(new) || old.iter().any(|u| !left.contains(u)) {
+            eprintln!(
+                "chaos: room {} member {i}: new {new} seen joined {}, old {old:?} seen left {:?}, others {}",
+                r.room,
+                joined.contains(new),
+                old.iter().map(|u| left.contains(u)).collect::<Vec<_>>(),
+                records.iter().filter(|o| o.room == r.room).count() - 1
+            );
             left_back_unseen += 1;
         }
     }

@@ -113,6 +113,11 @@ impl Outbox {
         &self.conn
     }
 
+    /// The connection id, shared.
+    pub fn conn_id(&self) -> &Arc<str> {
+        &self.conn
+    }
+
     /// Queues a frame without waiting. A full queue marks the socket too
     /// slow, so it gets closed (4009) instead of slowing the room down.
     /// Returns whether the frame was queued.
@@ -179,6 +184,10 @@ pub struct Delivered {
 struct State {
     /// Room → connection id → outbox.
     members: HashMap<String, HashMap<Arc<str>, Outbox>>,
+    /// Room → connection id → the presence frames for a socket whose join
+    /// is waiting on the presence store: what changes while its member
+    /// list is read still reaches it, after its `joined`.
+    joining: HashMap<String, HashMap<Arc<str>, Vec<Utf8Bytes>>>,
     history: History,
     recent: Recent,
 }
@@ -197,6 +206,7 @@ impl Rooms {
         Self {
             state: Mutex::new(State {
                 members: HashMap::new(),
+                joining: HashMap::new(),
                 history: History::new(history_max_bytes),
                 recent: Recent::default(),
             }),
@@ -204,17 +214,40 @@ impl Rooms {
         }
     }
 
+    /// Starts a join, before the room's members are read from the presence
+    /// store: presence changes from now on are kept for the socket and
+    /// follow its `joined`, so none falls between the list and the events.
+    pub fn start_join(&self, room: &str, conn: &Arc<str>) {
+        let mut state = self.state.lock().expect("rooms lock");
+        state
+            .joining
+            .entry(room.to_owned())
+            .or_default()
+            .insert(conn.clone(), Vec::new());
+    }
+
+    /// Ends a join that failed (the socket stays in the room if it was).
+    pub fn cancel_join(&self, room: &str, conn: &str) {
+        let mut state = self.state.lock().expect("rooms lock");
+        take_joining(&mut state.joining, room, conn);
+    }
+
     /// Adds the socket to the room (again, if it is in already) and queues
-    /// its `joined` frame with the history after `since`. Under the lock the
-    /// history is only gathered (shared frames); the writer serializes it.
+    /// its `joined` frame with the history after `since`, then the presence
+    /// changes seen since [`Self::start_join`]. Under the lock the history
+    /// is only gathered (shared frames); the writer serializes it.
     pub fn join(&self, room: &str, outbox: &Outbox, since: Option<&str>, members: Vec<Member>, now_ms: i64) {
         let mut state = self.state.lock().expect("rooms lock");
+        let missed = take_joining(&mut state.joining, room, outbox.conn());
         let history = state.history.since(room, since, now_ms);
         outbox.push_outgoing(Outgoing::Joined(Box::new(Joined {
             room: room.to_owned(),
             history,
             members,
         })));
+        for frame in missed {
+            outbox.push(frame);
+        }
         state
             .members
             .entry(room.to_owned())
@@ -273,10 +306,15 @@ impl Rooms {
     /// caused it.
     pub fn presence(&self, room: &str, joined: &[Member], left: &[Member], origin: Option<&str>) {
         let frame: Utf8Bytes = ServerFrame::Presence { room, joined, left }.to_json().into();
-        let state = self.state.lock().expect("rooms lock");
+        let mut state = self.state.lock().expect("rooms lock");
         for outbox in state.members.get(room).into_iter().flat_map(|s| s.values()) {
             if Some(outbox.conn()) != origin {
                 outbox.push(frame.clone());
+            }
+        }
+        for (conn, missed) in state.joining.get_mut(room).into_iter().flatten() {
+            if Some(&**conn) != origin {
+                missed.push(frame.clone());
             }
         }
     }
@@ -296,6 +334,23 @@ impl Rooms {
         let bytes = state.history.bytes() + state.recent.bytes();
         (state.members.len(), state.history.len(), bytes)
     }
+}
+
+/// Ends the join of `conn` to `room`, returning the presence frames kept
+/// for it.
+fn take_joining(
+    joining: &mut HashMap<String, HashMap<Arc<str>, Vec<Utf8Bytes>>>,
+    room: &str,
+    conn: &str,
+) -> Vec<Utf8Bytes> {
+    let Some(conns) = joining.get_mut(room) else {
+        return Vec::new();
+    };
+    let missed = conns.remove(conn).unwrap_or_default();
+    if conns.is_empty() {
+        joining.remove(room);
+    }
+    missed
 }
 
 #[cfg(test)]
@@ -389,6 +444,31 @@ mod tests {
         rooms.leave("r", "a");
         rooms.leave("r", "b");
         assert_eq!(rooms.stats().0, 0);
+    }
+
+    #[test]
+    fn presence_changes_while_a_join_reads_the_members_follow_its_joined() {
+        let rooms = Rooms::new(usize::MAX, 1_000);
+        let (a, _) = outbox("a", 8);
+        rooms.start_join("r", a.conn_id());
+        // Bob joins between the member list being read and the socket
+        // being in the room.
+        let bob = Member {
+            id: "b".into(),
+            name: "bob".into(),
+        };
+        rooms.presence("r", std::slice::from_ref(&bob), &[], Some("bob's-conn"));
+        rooms.join("r", &a, None, vec![], 0);
+        let frames = drain(&a);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert_eq!(frames[0]["type"], "joined");
+        assert_eq!(frames[1]["joined"][0]["name"], "bob");
+
+        let (c, _) = outbox("c", 8);
+        rooms.start_join("r", c.conn_id());
+        rooms.cancel_join("r", "c");
+        rooms.presence("r", &[bob], &[], None);
+        assert!(drain(&c).is_empty(), "a cancelled join keeps nothing");
     }
 
     #[tokio::test]

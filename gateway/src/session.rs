@@ -491,10 +491,12 @@ impl Session {
         if !self.rooms.contains(&room) && self.rooms.len() >= self.state.config.limits.max_rooms {
             return self.error(ErrorCode::TooManyRooms, "leave a room before joining another", None);
         }
+        self.state.rooms.start_join(&room, self.outbox.conn_id());
         let members = match self.state.presence.join(&room, user, self.outbox.conn()).await {
             Ok(members) => members,
             Err(e) => {
                 tracing::warn!(error = %e, "presence join failed");
+                self.state.rooms.cancel_join(&room, self.outbox.conn());
                 return self.error(ErrorCode::Unavailable, "presence store unavailable; try again", None);
             }
         };

@@ -101,10 +101,9 @@ fn properties(auth: &KafkaAuth, secrets: &Secrets) -> Result<BTreeMap<String, St
         Some(sasl) => (
             Some(sasl.mechanism.as_str().parse()?),
             Some(secrets.text(&sasl.username_secret_ref.name, &sasl.username_secret_ref.key)?),
-            Some(kafka::Secret(secrets.text(
-                &sasl.password_secret_ref.name,
-                &sasl.password_secret_ref.key,
-            )?)),
+            Some(kafka::Secret(
+                secrets.text(&sasl.password_secret_ref.name, &sasl.password_secret_ref.key)?,
+            )),
         ),
         None => (None, None, None),
     };
@@ -114,7 +113,11 @@ fn properties(auth: &KafkaAuth, secrets: &Secrets) -> Result<BTreeMap<String, St
         mechanism,
         username,
         password,
-        ca: auth.ca_secret_ref.as_ref().map(|r| inline(&r.name, &r.key)).transpose()?,
+        ca: auth
+            .ca_secret_ref
+            .as_ref()
+            .map(|r| inline(&r.name, &r.key))
+            .transpose()?,
         cert: cert.map(|c| inline(&c.name, &c.cert_key)).transpose()?,
         key: cert.map(|c| inline(&c.name, &c.key_key)).transpose()?,
     };
