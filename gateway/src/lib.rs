@@ -10,6 +10,8 @@
 //! - [`http`]: accepting connections: caps per address and before the
 //!   upgrade, the header timeout, the end of the grace period.
 //! - [`session`]: one WebSocket connection.
+//! - [`state`]: what the parts share (settings, bus, presence, rooms,
+//!   metrics, the shutdown signal).
 //! - [`rooms`]: local fan-out to the sockets in each room, over [`history`].
 //! - [`history`]: the expiring per-room message store.
 //! - [`bus`]: where messages travel: in memory or Kafka.
@@ -32,4 +34,5 @@ pub mod ratelimit;
 pub mod rooms;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod web;

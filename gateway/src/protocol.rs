@@ -377,6 +377,38 @@ fn word(
     }
 }
 
+/// A room id that matches the protocol's pattern, checked once where a
+/// frame names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomId(String);
+
+impl RoomId {
+    /// What a room id must be, for error messages.
+    pub const RULE: &'static str = "room ids are 1-64 of a-z 0-9 _ -, starting with a letter or digit";
+
+    pub fn parse(room: String) -> Option<Self> {
+        valid_room(&room).then_some(Self(room))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for RoomId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for RoomId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Checks a room id against `^[a-z0-9][a-z0-9_-]{0,63}$`.
 pub fn valid_room(room: &str) -> bool {
     let bytes = room.as_bytes();

@@ -23,11 +23,10 @@ use crate::bus::memory::MemoryBus;
 use crate::bus::{Bus, BusError};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::presence::memory::MemoryPresence;
 use crate::presence::redis::RedisPresence;
-use crate::rooms::Rooms;
+use crate::state::{AppState, Shared};
 use crate::{http, session, web};
 
 /// How often expired messages are dropped from memory; the protocol allows 5 s.
@@ -42,28 +41,12 @@ const READ_BUFFER_BYTES: usize = 512;
 /// flushes after each batch anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
-/// What every connection shares.
-pub type AppState = Arc<Shared>;
-
-/// The gateway's shared state.
-pub struct Shared {
-    pub config: Config,
-    pub bus: Arc<dyn Bus>,
-    pub presence: Arc<dyn Presence>,
-    pub rooms: Rooms,
-    pub metrics: Metrics,
-    /// Cancelled when the gateway starts shutting down.
-    pub shutdown: CancellationToken,
+/// The server: the shared state and what only the server keeps, the cap
+/// on open WebSockets and the sessions to wait for at shutdown.
+struct Server {
+    state: AppState,
     connections: Arc<Semaphore>,
     sessions: TaskTracker,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Why the gateway could not run.
@@ -92,16 +75,7 @@ pub async fn connect(config: Config) -> Result<AppState, Error> {
         }
         None => Arc::new(MemoryPresence::default()),
     };
-    Ok(Arc::new(Shared {
-        rooms: Rooms::new(config.history_max_bytes, config.ttl.as_millis() as i64),
-        connections: Arc::new(Semaphore::new(config.max_connections)),
-        metrics: Metrics::default(),
-        shutdown: CancellationToken::new(),
-        sessions: TaskTracker::new(),
-        config,
-        bus,
-        presence,
-    }))
+    Ok(Arc::new(Shared::new(config, bus, presence)))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then closes every socket
@@ -119,7 +93,12 @@ pub async fn run(
         tokio::spawn(filter.clone().watch(background.clone()));
     }
 
-    let app = router(state.clone());
+    let server = Arc::new(Server {
+        state: state.clone(),
+        connections: Arc::new(Semaphore::new(state.config.max_connections)),
+        sessions: TaskTracker::new(),
+    });
+    let app = router(server.clone());
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
@@ -147,8 +126,8 @@ pub async fn run(
     };
     let deadline = http::serve(listener, app, caps, state.shutdown.clone(), state.config.shutdown_grace).await;
 
-    state.sessions.close();
-    if tokio::time::timeout_at(deadline, state.sessions.wait()).await.is_err() {
+    server.sessions.close();
+    if tokio::time::timeout_at(deadline, server.sessions.wait()).await.is_err() {
         tracing::warn!("sessions did not end within the grace period");
     }
     state.presence.clear().await;
@@ -158,22 +137,23 @@ pub async fn run(
     Ok(())
 }
 
-fn router(state: AppState) -> Router {
+fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/v1/ws", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(web::serve)
-        .with_state(state)
+        .with_state(server)
 }
 
 async fn upgrade(
-    State(state): State<AppState>,
+    State(server): State<Arc<Server>>,
     slot: Option<Extension<http::AddressSlot>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let state = server.state.clone();
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "gateway shutting down\n").into_response();
     }
@@ -183,7 +163,7 @@ async fn upgrade(
             return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
         }
     }
-    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+    let Ok(permit) = server.connections.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     };
     // Frames a little over the limit are read and closed with 1009 by the
@@ -194,15 +174,15 @@ async fn upgrade(
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
-            let sessions = state.sessions.clone();
-            sessions.track_future(async move {
+            server.sessions.track_future(async move {
                 session::serve(state, socket).await;
                 drop((permit, slot));
             })
         })
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
+async fn ready(State(server): State<Arc<Server>>) -> Response {
+    let state = &server.state;
     let bus = state.bus.is_ready();
     let presence = state.presence.is_ready();
     let body = format!("bus: {}\npresence: {}\n", up(bus), up(presence));
@@ -217,7 +197,8 @@ fn up(ok: bool) -> &'static str {
     if ok { "ok" } else { "unavailable" }
 }
 
-async fn metrics(State(state): State<AppState>, _request: Request) -> Response {
+async fn metrics(State(server): State<Arc<Server>>, _request: Request) -> Response {
+    let state = &server.state;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.encode(),

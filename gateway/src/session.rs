@@ -17,11 +17,11 @@ use crate::auth;
 use crate::bus::BusError;
 use crate::clock::now_ms;
 use crate::protocol::{
-    ChatMessage, ClientFrame, ErrorCode, Member, SendFrame, ServerFrame, clean_name, close, idempotent_id, valid_room,
+    ChatMessage, ClientFrame, ErrorCode, Member, RoomId, SendFrame, ServerFrame, clean_name, close, idempotent_id,
 };
 use crate::ratelimit::TokenBucket;
 use crate::rooms::{Bounds, Outbox, Outgoing};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Time a client has to say `hello` after the upgrade.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -234,7 +234,7 @@ struct Session {
     state: AppState,
     outbox: Outbox,
     user: Option<Member>,
-    rooms: HashSet<String>,
+    rooms: HashSet<RoomId>,
     /// `messages_per_second` for `send`.
     bucket: TokenBucket,
     /// The frame budget: every client frame.
@@ -480,14 +480,17 @@ impl Session {
         Ok(())
     }
 
-    async fn join(&mut self, user: &Member, room: String, since: Option<String>) {
-        if !valid_room(&room) {
-            return self.error(
-                ErrorCode::InvalidRoom,
-                "room ids are 1-64 of a-z 0-9 _ -, starting with a letter or digit",
-                None,
-            );
+    /// The room a frame names, checked once; an invalid one is answered.
+    fn room(&self, room: String, reference: Option<&str>) -> Option<RoomId> {
+        let parsed = RoomId::parse(room);
+        if parsed.is_none() {
+            self.error(ErrorCode::InvalidRoom, RoomId::RULE, reference);
         }
+        parsed
+    }
+
+    async fn join(&mut self, user: &Member, room: String, since: Option<String>) {
+        let Some(room) = self.room(room, None) else { return };
         if !self.rooms.contains(&room) && self.rooms.len() >= self.state.config.limits.max_rooms {
             return self.error(ErrorCode::TooManyRooms, "leave a room before joining another", None);
         }
@@ -507,9 +510,7 @@ impl Session {
     }
 
     async fn leave(&mut self, user: &Member, room: String) {
-        if !valid_room(&room) {
-            return self.error(ErrorCode::InvalidRoom, "invalid room id", None);
-        }
+        let Some(room) = self.room(room, None) else { return };
         if !self.rooms.remove(&room) {
             return self.error(ErrorCode::NotJoined, "not in that room", None);
         }
@@ -540,9 +541,10 @@ impl Session {
             ttl_ms: lifetime,
             enc,
         } = send;
-        let reject = if !valid_room(&room) {
-            Some((ErrorCode::InvalidRoom, "invalid room id".to_owned()))
-        } else if !self.rooms.contains(&room) {
+        let Some(room) = self.room(room, reference.as_deref()) else {
+            return Ok(None);
+        };
+        let reject = if !self.rooms.contains(&room) {
             Some((ErrorCode::NotJoined, "join the room before sending to it".to_owned()))
         } else if text.trim().is_empty() {
             Some((ErrorCode::Empty, "message is empty".to_owned()))
@@ -600,7 +602,7 @@ impl Session {
             None => uuid::Uuid::now_v7().simple().to_string(),
         };
         let message = ChatMessage {
-            room,
+            room: room.into_string(),
             id,
             user,
             text,

@@ -1127,7 +1127,7 @@ impl Model {
 /// has finished with every closed one (left its rooms and presence).
 async fn settle(gateway: &InProcess, model: &Model) {
     let deadline = Instant::now() + FRAME_TIMEOUT;
-    while gateway.state.metrics.connections.get() != model.open_connections() {
+    while gateway.state.metrics().connections.get() != model.open_connections() {
         assert!(
             Instant::now() < deadline,
             "the gateway did not finish closed connections"

@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use whisper_gateway::config::{Config, Settings};
-use whisper_gateway::server::{self, AppState};
+use whisper_gateway::server;
+use whisper_gateway::state::AppState;
 
 /// How long a test waits for an expected frame.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -264,7 +265,7 @@ impl InProcess {
 
     /// The gateway's metric value, as `/metrics` shows it.
     pub fn metric(&self, name: &str) -> f64 {
-        metric(&self.state.metrics.encode(), name)
+        metric(&self.state.metrics().encode(), name)
     }
 
     /// Shuts the gateway down (its sockets are closed with 1001) and waits
