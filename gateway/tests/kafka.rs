@@ -13,6 +13,22 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+/// Creates `topic` for messages living `ttl`, through the gateway's own code path.
+async fn create_topic(brokers: &str, topic: &str, ttl: Duration) {
+    whisper_gateway::bus::kafka::KafkaBus::connect(
+        &whisper_gateway::config::KafkaConfig {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            create_topic: true,
+            security: Default::default(),
+        },
+        "test",
+        ttl,
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_message_crosses_from_one_gateway_to_another_through_kafka() {
     let Some(brokers) = kafka() else { return };
@@ -100,19 +116,7 @@ async fn the_broker_is_apache_kafka() {
         .set("acks", "all")
         .create()
         .unwrap();
-    // Creating the topic through the gateway's own code path.
-    whisper_gateway::bus::kafka::KafkaBus::connect(
-        &whisper_gateway::config::KafkaConfig {
-            brokers: brokers.clone(),
-            topic: topic.clone(),
-            create_topic: true,
-            security: Default::default(),
-        },
-        "roundtrip",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    create_topic(&brokers, &topic, Duration::from_secs(60)).await;
     let (partition, offset) = producer
         .send(
             FutureRecord::to(&topic).key("k").payload("ping"),
@@ -148,18 +152,7 @@ async fn a_fresh_gateway_is_ready_only_once_it_holds_the_whole_history() {
     use whisper_gateway::protocol::{ChatMessage, Member};
     let Some(brokers) = kafka() else { return };
     let topic = unique("catch-up");
-    whisper_gateway::bus::kafka::KafkaBus::connect(
-        &whisper_gateway::config::KafkaConfig {
-            brokers: brokers.clone(),
-            topic: topic.clone(),
-            create_topic: true,
-            security: Default::default(),
-        },
-        "catch-up",
-        Duration::from_secs(300),
-    )
-    .await
-    .unwrap();
+    create_topic(&brokers, &topic, Duration::from_secs(300)).await;
     // History for a gateway to read at start: more than it reads at once.
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
