@@ -1119,3 +1119,99 @@ async fn the_controller_refuses_an_older_crd_and_says_what_to_apply() {
         "{stderr}"
     );
 }
+
+/// An admin client of the secured Kafka, logged in as the test user.
+fn secure_admin(
+    brokers: &str,
+    user: &str,
+    password: &str,
+    ca_file: &str,
+) -> rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> {
+    use whisper_common::kafka::{SaslMechanism, Secret, SecurityProtocol, SecuritySettings};
+    let security = SecuritySettings {
+        protocol: Some(SecurityProtocol::SaslSsl),
+        mechanism: Some(SaslMechanism::ScramSha512),
+        username: Some(user.to_owned()),
+        password: Some(Secret(password.to_owned())),
+        ca: Some(whisper_common::tls::Pem::File(ca_file.into())),
+        cert: None,
+        key: None,
+    }
+    .check()
+    .unwrap();
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in security.properties() {
+        config.set(key, value);
+    }
+    config.create().unwrap()
+}
+
+#[tokio::test]
+async fn the_controller_logs_in_to_a_sasl_ssl_kafka_with_credentials_from_secrets() {
+    let Some(env) = env().await else { return };
+    let (Some(brokers), Some(user), Some(password), Some(ca_file)) = (
+        service("WHISPER_TEST_SECURE_KAFKA_BROKERS"),
+        service("WHISPER_TEST_SECURE_USERNAME"),
+        service("WHISPER_TEST_SECURE_PASSWORD"),
+        service("WHISPER_TEST_SECURE_CA_FILE"),
+    ) else {
+        return;
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let put = |name: &str, data: Value| {
+        let secrets = secrets.clone();
+        let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data});
+        let name = name.to_owned();
+        async move {
+            secrets
+                .patch(&name, &PatchParams::apply("whisper-tests").force(), &Patch::Apply(body))
+                .await
+                .unwrap();
+        }
+    };
+    put(
+        "kafka-ca",
+        json!({"ca.crt": std::fs::read_to_string(&ca_file).unwrap()}),
+    )
+    .await;
+    put("kafka-user", json!({"username": user, "password": "not-the-password"})).await;
+    let _controller = Controller::start(&env, "solo");
+    let topic_name = format!("sasl-{}", &uuid_like()[..10]);
+    let auth = json!({"auth": {
+        "securityProtocol": "SASL_SSL",
+        "caSecretRef": {"name": "kafka-ca", "key": "ca.crt"},
+        "sasl": {"mechanism": "SCRAM-SHA-512",
+                 "usernameSecretRef": {"name": "kafka-user", "key": "username"},
+                 "passwordSecretRef": {"name": "kafka-user", "key": "password"}}
+    }, "bootstrapServers": brokers});
+    apply(&env, &chat_cluster(&env, "secured", &topic_name, auth, json!({}))).await;
+
+    // A wrong password: the broker refuses the login, and status says so.
+    wait_condition(&env, "secured", "TopicReady", ("False", "KafkaUnavailable")).await;
+    // The right one, from the same Secret: the topic is made on the secured broker.
+    put("kafka-user", json!({"username": user, "password": password})).await;
+    wait_condition(&env, "secured", "TopicReady", ("True", "TopicMatchesSpec")).await;
+    let admin = secure_admin(&brokers, &user, &password, &ca_file);
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(&topic_name), std::time::Duration::from_secs(10))
+        .unwrap();
+    let topic = &metadata.topics()[0];
+    assert!(topic.error().is_none(), "{:?}", topic.error());
+    assert_eq!(topic.partitions().len(), 3);
+    let d = eventually("the gateways start", || deployment(&env, "secured-gateway")).await;
+    let vars: BTreeMap<String, Option<String>> = d.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    assert_eq!(vars["WHISPER_KAFKA_SECURITY_PROTOCOL"].as_deref(), Some("SASL_SSL"));
+    assert_eq!(vars["WHISPER_KAFKA_SASL_MECHANISM"].as_deref(), Some("SCRAM-SHA-512"));
+    assert_eq!(
+        vars["WHISPER_KAFKA_SASL_PASSWORD"], None,
+        "the password comes from the Secret, not the spec"
+    );
+}
