@@ -431,6 +431,11 @@ pub struct ChatClusterStatus {
     /// The topic's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// Kafka's id of the topic when this cluster recorded it: a topic
+    /// deleted and made again under the same name has another, and is not
+    /// taken for this cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
     /// The topic's actual partitions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<i32>,
@@ -513,7 +518,7 @@ pub const SCHEMA_VERSION_ANNOTATION: &str = "whisperrooms.io/schema-version";
 /// The schema version of the CRD these types generate. Raise it with every
 /// schema change: a controller refuses to run against an older CRD, whose
 /// API server would drop the fields it does not know.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The CRD, with its schema version.
 pub fn crd() -> CustomResourceDefinition {

@@ -10,7 +10,9 @@
 //! - [`error`]: what can go wrong in a pass.
 //! - [`resources`]: the owned objects (Deployment, Service, HPA, PDB), built
 //!   from the spec.
-//! - [`topic`]: the Kafka admin operations, behind a trait.
+//! - [`topic`]: the Kafka admin operations, behind a trait; `native`: the
+//!   two (IncrementalAlterConfigs, DescribeTopics) made on librdkafka
+//!   directly, the workspace's only unsafe code.
 //! - [`leader`]: leader election on a Lease.
 //! - [`config`], [`metrics`], [`http`]: settings, Prometheus, the health and
 //!   metrics endpoints.
@@ -22,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+mod native;
 pub mod reconcile;
 pub mod resources;
 pub mod topic;

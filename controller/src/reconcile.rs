@@ -205,7 +205,26 @@ async fn cleanup(cluster: &ChatCluster, ctx: &Context) -> Result<(), Error> {
     }
     let deleted = match secrets::read(cluster, ctx).await? {
         Ok(secrets) => match secrets::kafka(cluster, &secrets) {
-            Ok(kafka) => ctx.topics.delete(&kafka, &cluster.topic()).await,
+            Ok(kafka) => {
+                // A topic made again behind this cluster's back is not its own.
+                if let Ok(Some(state)) = ctx.topics.describe(&kafka, &cluster.topic()).await
+                    && let Some((_, now)) = topic::replaced(cluster, &state)
+                {
+                    event(
+                        ctx,
+                        cluster,
+                        EventType::Normal,
+                        "TopicRetained",
+                        format!(
+                            "kept topic {}: it was made again outside this ChatCluster (id {now})",
+                            cluster.topic()
+                        ),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                ctx.topics.delete(&kafka, &cluster.topic()).await
+            }
             Err(problem) => Err(TopicError(problem)),
         },
         Err(missing) => Err(TopicError(missing)),

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
+
+use crate::native;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,6 +22,9 @@ pub struct TopicState {
     pub replication_factor: i32,
     /// Topic-level configs that are set on the topic (not broker defaults).
     pub configs: BTreeMap<String, String>,
+    /// Kafka's id of the topic; a topic deleted and made again under the
+    /// same name has a new one. `None` from brokers that keep no ids.
+    pub id: Option<String>,
 }
 
 /// A topic as the ChatCluster asks for it.
@@ -192,10 +195,18 @@ impl TopicAdmin for KafkaAdmin {
             let partitions = t.partitions().len() as i32;
             let replication_factor = t.partitions().first().map_or(0, |p| p.replicas().len() as i32);
             let configs = Self::dynamic_configs(&client, topic).await?;
+            let id = {
+                let topic = topic.to_owned();
+                tokio::task::spawn_blocking(move || native::topic_id(&client, &topic, TIMEOUT))
+                    .await
+                    .map_err(err)?
+                    .map_err(TopicError)?
+            };
             Ok(Some(TopicState {
                 partitions,
                 replication_factor,
                 configs,
+                id,
             }))
         })
     }
@@ -243,21 +254,14 @@ impl TopicAdmin for KafkaAdmin {
         configs: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<(), TopicError>> {
         Box::pin(async move {
-            // The client library offers only the whole-set AlterConfigs:
-            // the topic's other overrides are sent back as they are, so only
-            // the keys asked for change.
+            // Incremental: only these keys change, atomically; overrides the
+            // controller does not manage are never read and sent back.
             let client = self.client(kafka)?;
-            let mut all = Self::dynamic_configs(&client, topic).await?;
-            all.extend(configs.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
-            for (key, value) in &all {
-                alter = alter.set(key, value);
-            }
-            let results = client.alter_configs([&alter], &Self::options()).await.map_err(err)?;
-            match results.into_iter().next() {
-                Some(Err((_, code))) => Err(TopicError(format!("{topic}: {code}"))),
-                _ => Ok(()),
-            }
+            let (topic, configs) = (topic.to_owned(), configs.clone());
+            tokio::task::spawn_blocking(move || native::incremental_alter(&client, &topic, &configs, TIMEOUT))
+                .await
+                .map_err(err)?
+                .map_err(TopicError)
         })
     }
 

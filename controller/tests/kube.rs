@@ -1215,3 +1215,91 @@ async fn the_controller_logs_in_to_a_sasl_ssl_kafka_with_credentials_from_secret
         "the password comes from the Secret, not the spec"
     );
 }
+
+#[tokio::test]
+async fn a_topic_made_again_behind_the_controllers_back_is_noticed_and_not_taken_for_its_own() {
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    let Some(env) = env().await else { return };
+    let _controller = Controller::start(&env, "solo");
+    let topic_name = format!("again-{}", &uuid_like()[..10]);
+    apply(
+        &env,
+        &chat_cluster(
+            &env,
+            "again",
+            &topic_name,
+            json!({"deletionPolicy": "Delete"}),
+            json!({}),
+        ),
+    )
+    .await;
+    wait_condition(&env, "again", "TopicReady", ("True", "TopicMatchesSpec")).await;
+    let clusters: Api<ChatCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    let recorded_id = || async { clusters.get("again").await.ok()?.status?.topic_id };
+    let first = eventually("the topic id is recorded", recorded_id).await;
+
+    // Someone deletes the topic and makes one of the same name (paused, so
+    // the controller does not make it again first).
+    annotate(&env, "again", "whisperrooms.io/pause-reconciliation", Some("true")).await;
+    wait_condition(&env, "again", "ReconciliationPaused", ("True", "Paused")).await;
+    let admin = admin(&env.brokers);
+    admin.delete_topics(&[&topic_name], &AdminOptions::new()).await.unwrap();
+    let stranger = NewTopic::new(&topic_name, 1, TopicReplication::Fixed(1));
+    eventually("the other topic is made", || async {
+        let made = admin.create_topics([&stranger], &AdminOptions::new()).await.ok()?;
+        made.into_iter().next()?.ok()
+    })
+    .await;
+    annotate(&env, "again", "whisperrooms.io/pause-reconciliation", None).await;
+
+    wait_condition(&env, "again", "TopicReady", ("False", "TopicReplaced")).await;
+    wait_event(&env, "Warning", "TopicReplaced").await;
+    assert_eq!(recorded_id().await, Some(first.clone()), "the old id stays recorded");
+    let (partitions, _) = topic(&env.brokers, &topic_name).await.unwrap();
+    assert_eq!(partitions, 1, "the other topic is left as its maker made it");
+
+    // Deleting the ChatCluster (deletionPolicy: Delete) keeps the topic that is not its own.
+    clusters.delete("again", &DeleteParams::default()).await.unwrap();
+    eventually("the ChatCluster is gone", || async {
+        clusters.get_opt("again").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        topic(&env.brokers, &topic_name).await.is_some(),
+        "the other topic is still there"
+    );
+}
+
+#[tokio::test]
+async fn a_topic_adopted_after_it_was_made_again_is_recorded_anew() {
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    let Some(env) = env().await else { return };
+    let _controller = Controller::start(&env, "solo");
+    let topic_name = format!("readopt-{}", &uuid_like()[..10]);
+    apply(&env, &chat_cluster(&env, "readopt", &topic_name, json!({}), json!({}))).await;
+    wait_condition(&env, "readopt", "TopicReady", ("True", "TopicMatchesSpec")).await;
+    let clusters: Api<ChatCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    let recorded_id = || async { clusters.get("readopt").await.ok()?.status?.topic_id };
+    let first = eventually("the topic id is recorded", recorded_id).await;
+    annotate(&env, "readopt", "whisperrooms.io/pause-reconciliation", Some("true")).await;
+    wait_condition(&env, "readopt", "ReconciliationPaused", ("True", "Paused")).await;
+    let admin = admin(&env.brokers);
+    admin.delete_topics(&[&topic_name], &AdminOptions::new()).await.unwrap();
+    let stranger = NewTopic::new(&topic_name, 3, TopicReplication::Fixed(1));
+    eventually("the other topic is made", || async {
+        let made = admin.create_topics([&stranger], &AdminOptions::new()).await.ok()?;
+        made.into_iter().next()?.ok()
+    })
+    .await;
+    annotate(&env, "readopt", "whisperrooms.io/adopt-topic", Some("true")).await;
+    annotate(&env, "readopt", "whisperrooms.io/pause-reconciliation", None).await;
+    wait_condition(&env, "readopt", "TopicReady", ("True", "TopicMatchesSpec")).await;
+    let second = eventually("the new id is recorded", || async {
+        recorded_id().await.filter(|id| *id != first)
+    })
+    .await;
+    assert_ne!(first, second);
+    // Taken over: brought to the spec, configs and all.
+    let (_, configs) = topic(&env.brokers, &topic_name).await.unwrap();
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("60000"));
+}

@@ -21,7 +21,13 @@ pub(super) enum Gateways {
 }
 
 /// The reasons of conditions that get a Warning event when they appear.
-const WARNED: [&str; 4] = ["KafkaUnavailable", "CannotMatchSpec", "ChildRejected", "SecretNotFound"];
+const WARNED: [&str; 5] = [
+    "KafkaUnavailable",
+    "CannotMatchSpec",
+    "ChildRejected",
+    "SecretNotFound",
+    "TopicReplaced",
+];
 
 /// One condition, keeping its transition time while its status holds.
 fn condition(
@@ -165,6 +171,11 @@ pub(super) fn desired(
             Some(cluster.topic())
         } else {
             old.topic
+        },
+        // Its id with it, to notice a topic made again under the same name.
+        topic_id: match topic {
+            Ok(t) if t.owned => state.and_then(|s| s.id.clone()).or(old.topic_id),
+            _ => old.topic_id,
         },
         partitions: state.map(|s| s.partitions).or(old.partitions),
         retention_ms: state

@@ -77,6 +77,7 @@ impl TopicAdmin for FakeKafka {
                 partitions: spec.partitions,
                 replication_factor: spec.replication_factor,
                 configs: spec.configs.clone(),
+                id: Some("made-by-the-controller".into()),
             });
             Ok(())
         })
@@ -301,6 +302,7 @@ async fn drifted_managed_configs_are_altered_alone_and_shrinking_holds_the_gatew
             ("min.insync.replicas".into(), "1".into()),
             ("retention.bytes".into(), "1000".into()),
         ]),
+        id: None,
     }));
     let (client, server) = api_server(vec![
         expect(Method::POST, EVENTS, StatusCode::CREATED, json!({})),
@@ -403,7 +405,7 @@ async fn deleting_removes_an_owned_topic_only_with_delete_policy() {
         ]);
         let (ctx, _writers) = context(client, kafka.clone());
         reconcile(Arc::new(c), ctx).await.unwrap();
-        assert_eq!(kafka.calls().first().map(String::as_str), call, "{policy}");
+        assert_eq!(kafka.calls().last().map(String::as_str), call, "{policy}");
         let bodies = server.await.unwrap();
         assert_eq!(bodies[0]["reason"], reason);
         // The finalizer is removed with a JSON patch.
@@ -471,6 +473,7 @@ async fn owned_objects_come_from_the_caches_and_only_cached_ones_are_deleted() {
             ("segment.ms".into(), "60000".into()),
             ("min.insync.replicas".into(), "2".into()),
         ]),
+        id: None,
     }));
     let (client, server) = api_server(vec![
         expect(Method::PATCH, DEPLOYMENT, StatusCode::OK, deployment_answer(2)),

@@ -86,7 +86,17 @@ pub(super) async fn ensure_topic(
             problem: None,
         });
     };
-    if !owns(cluster) {
+    if let Some((recorded, now)) = replaced(cluster, &state)
+        && !cluster.annotated(ADOPT_ANNOTATION)
+    {
+        return Ok(TopicOutcome::refused(
+            "TopicReplaced",
+            format!(
+                "topic {name} was deleted and made again outside this ChatCluster (its id was {recorded}, is {now}): it is not the topic this cluster made; annotate it with {ADOPT_ANNOTATION}: \"true\" to take the new one over"
+            ),
+        ));
+    }
+    if !owns(cluster) || replaced(cluster, &state).is_some() {
         if !cluster.annotated(ADOPT_ANNOTATION) {
             return Ok(TopicOutcome::refused(
                 "TopicExists",
@@ -165,6 +175,14 @@ pub(super) async fn ensure_topic(
 /// Whether the topic is recorded as this cluster's (it created or adopted it).
 pub(super) fn owns(cluster: &ChatCluster) -> bool {
     cluster.status.as_ref().and_then(|s| s.topic.as_deref()) == Some(cluster.topic().as_str())
+}
+
+/// The recorded and the present id, when the topic Kafka has is not the
+/// one this cluster recorded (deleted and made again behind its back).
+pub(super) fn replaced(cluster: &ChatCluster, state: &TopicState) -> Option<(String, String)> {
+    let recorded = cluster.status.as_ref()?.topic_id.as_deref()?;
+    let now = state.id.as_deref()?;
+    (owns(cluster) && recorded != now).then(|| (recorded.to_owned(), now.to_owned()))
 }
 
 fn show(configs: &BTreeMap<String, String>) -> String {

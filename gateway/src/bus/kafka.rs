@@ -33,6 +33,9 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often the gateway checks the broker for readiness and new partitions.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time without a record after which the consumer is checked for being
+/// stuck behind the broker.
+const STALL_AFTER: Duration = Duration::from_secs(10);
 /// How long creating the topic at start may take, brokers unreachable or
 /// refusing the login included, before the gateway gives up and exits.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -128,16 +131,17 @@ impl KafkaBus {
             }
         });
     }
+}
 
-    fn consumer(&self) -> Result<StreamConsumer, BusError> {
-        client_config(&self.config)
-            .set("group.id", &self.group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "20")
-            .create()
-            .map_err(|e| BusError::Setup(format!("Kafka consumer: {e}")))
-    }
+/// A consumer of the topic for the gateway's group.
+fn consumer(config: &KafkaConfig, group: &str) -> Result<StreamConsumer, BusError> {
+    client_config(config)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .map_err(|e| BusError::Setup(format!("Kafka consumer: {e}")))
 }
 
 impl Bus for KafkaBus {
@@ -161,11 +165,17 @@ impl Bus for KafkaBus {
 
     fn subscribe(&self) -> BoxStream<'static, Result<Received, BusError>> {
         let (tx, rx) = mpsc::channel(1024);
-        match self.consumer() {
-            Ok(consumer) => {
-                let topic = self.config.topic.clone();
+        let (config, group) = (self.config.clone(), self.group.clone());
+        let make = move || consumer(&config, &group);
+        match make() {
+            Ok(first) => {
+                let reader = Reader {
+                    topic: self.config.topic.clone(),
+                    make: Box::new(make),
+                    producer: self.producer.clone(),
+                };
                 let start = crate::clock::now_ms() - self.ttl.as_millis() as i64;
-                tokio::spawn(consume(Arc::new(consumer), topic, start, tx, self.caught_up.clone()));
+                tokio::spawn(consume(reader, Arc::new(first), start, tx, self.caught_up.clone()));
             }
             Err(e) => {
                 let _ = tx.try_send(Err(e));
@@ -197,18 +207,30 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// What the reading task needs besides its consumer: the topic, a way to
+/// make a consumer anew, and the producer's client to ask the broker how
+/// far its partitions go.
+struct Reader {
+    topic: String,
+    make: Box<dyn Fn() -> Result<StreamConsumer, BusError> + Send + Sync>,
+    producer: FutureProducer<LastError>,
+}
+
 /// Assigns every partition from `start_ms` on and forwards records until the
 /// receiver goes away, assigning partitions added later from their start.
 /// Sets `caught_up` once every first-assigned partition was read up to the
-/// end it had at assignment.
+/// end it had at assignment. A consumer that stopped fetching while the
+/// broker has newer records is made anew where it was.
 async fn consume(
-    consumer: Arc<StreamConsumer>,
-    topic: String,
+    reader: Reader,
+    mut consumer: Arc<StreamConsumer>,
     start_ms: i64,
     tx: mpsc::Sender<Result<Received, BusError>>,
     caught_up: Arc<AtomicBool>,
 ) {
+    let topic = reader.topic.as_str();
     let mut assigned = 0;
+    let mut last_record = tokio::time::Instant::now();
     // Partition → the offset it must be read up to before history is whole.
     let mut behind: HashMap<i32, i64> = HashMap::new();
     // The last problem logged: a lasting one (no topic, no access) is
@@ -218,7 +240,7 @@ async fn consume(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                match assign_new_partitions(&consumer, &topic, assigned, start_ms).await {
+                match assign_new_partitions(&consumer, topic, assigned, start_ms).await {
                     Ok((count, ends)) => {
                         if assigned == 0 && count > 0 {
                             behind = ends;
@@ -238,14 +260,21 @@ async fn consume(
                 if let Ok(positions) = consumer.position() {
                     behind.retain(|p, end| {
                         positions
-                            .find_partition(&topic, *p)
+                            .find_partition(topic, *p)
                             .is_none_or(|e| !matches!(e.offset(), Offset::Offset(at) if at >= *end))
                     });
+                }
+                if assigned > 0 && last_record.elapsed() >= STALL_AFTER {
+                    if let Some(fresh) = unstick(&reader, &consumer, assigned).await {
+                        consumer = fresh;
+                    }
+                    last_record = tokio::time::Instant::now();
                 }
             }
             record = consumer.recv(), if assigned > 0 => {
                 let item = match record {
                     Ok(record) => {
+                        last_record = tokio::time::Instant::now();
                         if behind.get(&record.partition()).is_some_and(|end| record.offset() + 1 >= *end) {
                             behind.remove(&record.partition());
                         }
@@ -265,6 +294,55 @@ async fn consume(
             );
         }
     }
+}
+
+/// When the consumer reads nothing while the broker has records past its
+/// position (a librdkafka consumer with assigned partitions sometimes never
+/// resumes fetching after its broker restarts), a new consumer assigned at
+/// the old one's positions; else `None`.
+async fn unstick(reader: &Reader, consumer: &Arc<StreamConsumer>, assigned: usize) -> Option<Arc<StreamConsumer>> {
+    let positions = consumer.position().ok()?;
+    let producer = reader.producer.clone();
+    let topic = reader.topic.clone();
+    let behind = tokio::task::spawn_blocking(move || {
+        (0..assigned as i32).any(|p| {
+            let Some(Offset::Offset(at)) = positions.find_partition(&topic, p).map(|e| e.offset()) else {
+                return false;
+            };
+            producer
+                .client()
+                .fetch_watermarks(&topic, p, METADATA_TIMEOUT)
+                .is_ok_and(|(_, high)| high > at)
+        })
+    })
+    .await
+    .ok()?;
+    if !behind {
+        return None;
+    }
+    let mut list = TopicPartitionList::new();
+    let positions = consumer.position().ok()?;
+    for p in 0..assigned as i32 {
+        // A partition never read from holds only what expired before the
+        // gateway started (dropped on arrival) before its first record.
+        let offset = match positions.find_partition(&reader.topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(at)) => Offset::Offset(at),
+            _ => Offset::Beginning,
+        };
+        list.add_partition_offset(&reader.topic, p, offset).ok()?;
+    }
+    let fresh = (reader.make)()
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot make a new Kafka consumer"))
+        .ok()?;
+    fresh
+        .assign(&list)
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot assign the new Kafka consumer"))
+        .ok()?;
+    tracing::warn!(
+        topic = reader.topic,
+        "the Kafka consumer had stopped fetching while the broker had newer records; made it anew where it was"
+    );
+    Some(Arc::new(fresh))
 }
 
 /// Assigns partitions `assigned..` of the topic; the first ones from the
