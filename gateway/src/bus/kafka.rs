@@ -35,7 +35,7 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time without a record after which the consumer is checked for being
 /// stuck behind the broker.
-const STALL_AFTER: Duration = Duration::from_secs(10);
+const STALL_AFTER: Duration = Duration::from_secs(5);
 /// How long creating the topic at start may take, brokers unreachable or
 /// refusing the login included, before the gateway gives up and exits.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
