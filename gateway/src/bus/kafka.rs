@@ -476,6 +476,75 @@ async fn ensure_topic(config: &KafkaConfig, ttl: Duration, reasons: &LastError) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Member;
+
+    #[tokio::test]
+    async fn a_consumer_that_stops_fetching_is_made_anew_where_it_was() {
+        let Ok(brokers) = std::env::var("WHISPER_TEST_KAFKA_BROKERS") else {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "WHISPER_TEST_KAFKA_BROKERS is not set: the test services are not running"
+            );
+            return;
+        };
+        let config = KafkaConfig {
+            brokers,
+            topic: format!("stall-{}", uuid::Uuid::new_v4().simple()),
+            create_topic: true,
+            security: Default::default(),
+        };
+        let bus = KafkaBus::connect(&config, "stall", Duration::from_secs(300))
+            .await
+            .unwrap();
+        let make = {
+            let config = config.clone();
+            move || consumer(&config, "whisper-gateway-stall-test")
+        };
+        let first = Arc::new(make().unwrap());
+        let reader = Reader {
+            topic: config.topic.clone(),
+            make: Box::new(make),
+            producer: bus.producer.clone(),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let start = crate::clock::now_ms() - 300_000;
+        tokio::spawn(consume(
+            reader,
+            first.clone(),
+            start,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+        ));
+        let message = |id: &str| ChatMessage {
+            room: "r".into(),
+            id: id.into(),
+            user: Member {
+                id: "u".into(),
+                name: "n".into(),
+            },
+            text: "t".into(),
+            ts: crate::clock::now_ms(),
+            expires_at: crate::clock::now_ms() + 300_000,
+            enc: None,
+        };
+        let mut next = async || loop {
+            if let Ok(received) = rx.recv().await.expect("the reader runs") {
+                return received.message.id;
+            }
+        };
+        bus.publish(&message("before")).await.unwrap();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(20), next()).await.unwrap(),
+            "before"
+        );
+        // The consumer stops fetching, as librdkafka's sometimes does after
+        // its broker restarts.
+        first.pause(&first.assignment().unwrap()).unwrap();
+        bus.publish(&message("after")).await.unwrap();
+        let after = tokio::time::timeout(Duration::from_secs(20), next()).await;
+        assert_eq!(after.expect("read by a new consumer"), "after");
+    }
 
     #[test]
     fn decodes_records_and_rejects_garbage() {
