@@ -1216,9 +1216,35 @@ async fn the_controller_logs_in_to_a_sasl_ssl_kafka_with_credentials_from_secret
     );
 }
 
+/// Someone deletes the cluster's topic and makes one of the same name with
+/// `partitions` (the cluster paused meanwhile, so the controller does not
+/// make it again first); then `annotations` are set and the cluster resumes.
+async fn replace_behind_the_controllers_back(
+    env: &Env,
+    cluster: &str,
+    topic_name: &str,
+    partitions: i32,
+    annotations: &[(&str, &str)],
+) {
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    annotate(env, cluster, "whisperrooms.io/pause-reconciliation", Some("true")).await;
+    wait_condition(env, cluster, "ReconciliationPaused", ("True", "Paused")).await;
+    let admin = admin(&env.brokers);
+    admin.delete_topics(&[topic_name], &AdminOptions::new()).await.unwrap();
+    let stranger = NewTopic::new(topic_name, partitions, TopicReplication::Fixed(1));
+    eventually("the other topic is made", || async {
+        let made = admin.create_topics([&stranger], &AdminOptions::new()).await.ok()?;
+        made.into_iter().next()?.ok()
+    })
+    .await;
+    for (key, value) in annotations {
+        annotate(env, cluster, key, Some(value)).await;
+    }
+    annotate(env, cluster, "whisperrooms.io/pause-reconciliation", None).await;
+}
+
 #[tokio::test]
 async fn a_topic_made_again_behind_the_controllers_back_is_noticed_and_not_taken_for_its_own() {
-    use rdkafka::admin::{NewTopic, TopicReplication};
     let Some(env) = env().await else { return };
     let _controller = Controller::start(&env, "solo");
     let topic_name = format!("again-{}", &uuid_like()[..10]);
@@ -1238,19 +1264,7 @@ async fn a_topic_made_again_behind_the_controllers_back_is_noticed_and_not_taken
     let recorded_id = || async { clusters.get("again").await.ok()?.status?.topic_id };
     let first = eventually("the topic id is recorded", recorded_id).await;
 
-    // Someone deletes the topic and makes one of the same name (paused, so
-    // the controller does not make it again first).
-    annotate(&env, "again", "whisperrooms.io/pause-reconciliation", Some("true")).await;
-    wait_condition(&env, "again", "ReconciliationPaused", ("True", "Paused")).await;
-    let admin = admin(&env.brokers);
-    admin.delete_topics(&[&topic_name], &AdminOptions::new()).await.unwrap();
-    let stranger = NewTopic::new(&topic_name, 1, TopicReplication::Fixed(1));
-    eventually("the other topic is made", || async {
-        let made = admin.create_topics([&stranger], &AdminOptions::new()).await.ok()?;
-        made.into_iter().next()?.ok()
-    })
-    .await;
-    annotate(&env, "again", "whisperrooms.io/pause-reconciliation", None).await;
+    replace_behind_the_controllers_back(&env, "again", &topic_name, 1, &[]).await;
 
     wait_condition(&env, "again", "TopicReady", ("False", "TopicReplaced")).await;
     wait_event(&env, "Warning", "TopicReplaced").await;
@@ -1272,7 +1286,6 @@ async fn a_topic_made_again_behind_the_controllers_back_is_noticed_and_not_taken
 
 #[tokio::test]
 async fn a_topic_adopted_after_it_was_made_again_is_recorded_anew() {
-    use rdkafka::admin::{NewTopic, TopicReplication};
     let Some(env) = env().await else { return };
     let _controller = Controller::start(&env, "solo");
     let topic_name = format!("readopt-{}", &uuid_like()[..10]);
@@ -1281,18 +1294,14 @@ async fn a_topic_adopted_after_it_was_made_again_is_recorded_anew() {
     let clusters: Api<ChatCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     let recorded_id = || async { clusters.get("readopt").await.ok()?.status?.topic_id };
     let first = eventually("the topic id is recorded", recorded_id).await;
-    annotate(&env, "readopt", "whisperrooms.io/pause-reconciliation", Some("true")).await;
-    wait_condition(&env, "readopt", "ReconciliationPaused", ("True", "Paused")).await;
-    let admin = admin(&env.brokers);
-    admin.delete_topics(&[&topic_name], &AdminOptions::new()).await.unwrap();
-    let stranger = NewTopic::new(&topic_name, 3, TopicReplication::Fixed(1));
-    eventually("the other topic is made", || async {
-        let made = admin.create_topics([&stranger], &AdminOptions::new()).await.ok()?;
-        made.into_iter().next()?.ok()
-    })
+    replace_behind_the_controllers_back(
+        &env,
+        "readopt",
+        &topic_name,
+        3,
+        &[("whisperrooms.io/adopt-topic", "true")],
+    )
     .await;
-    annotate(&env, "readopt", "whisperrooms.io/adopt-topic", Some("true")).await;
-    annotate(&env, "readopt", "whisperrooms.io/pause-reconciliation", None).await;
     wait_condition(&env, "readopt", "TopicReady", ("True", "TopicMatchesSpec")).await;
     let second = eventually("the new id is recorded", || async {
         recorded_id().await.filter(|id| *id != first)
