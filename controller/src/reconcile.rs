@@ -182,25 +182,11 @@ async fn delete(cluster: &ChatCluster, ctx: &Context) -> Result<Action, Error> {
 
 async fn cleanup(cluster: &ChatCluster, ctx: &Context) -> Result<(), Error> {
     if cluster.spec.kafka.deletion_policy == DeletionPolicy::Retain {
-        event(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "TopicRetained",
-            format!("kept topic {} (deletionPolicy: Retain)", cluster.topic()),
-        )
-        .await;
+        retained(cluster, ctx, "deletionPolicy is Retain").await;
         return Ok(());
     }
     if !topic::owns(cluster) {
-        event(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "TopicRetained",
-            format!("kept topic {}: this ChatCluster never owned it", cluster.topic()),
-        )
-        .await;
+        retained(cluster, ctx, "this ChatCluster never owned it").await;
         return Ok(());
     }
     let deleted = match secrets::read(cluster, ctx).await? {
@@ -210,17 +196,8 @@ async fn cleanup(cluster: &ChatCluster, ctx: &Context) -> Result<(), Error> {
                 if let Ok(Some(state)) = ctx.topics.describe(&kafka, &cluster.topic()).await
                     && let Some((_, now)) = topic::replaced(cluster, &state)
                 {
-                    event(
-                        ctx,
-                        cluster,
-                        EventType::Normal,
-                        "TopicRetained",
-                        format!(
-                            "kept topic {}: it was made again outside this ChatCluster (id {now})",
-                            cluster.topic()
-                        ),
-                    )
-                    .await;
+                    let why = format!("it was made again outside this ChatCluster (id {now})");
+                    retained(cluster, ctx, &why).await;
                     return Ok(());
                 }
                 ctx.topics.delete(&kafka, &cluster.topic()).await
@@ -252,6 +229,12 @@ async fn cleanup(cluster: &ChatCluster, ctx: &Context) -> Result<(), Error> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Says why the topic stays as its ChatCluster goes.
+async fn retained(cluster: &ChatCluster, ctx: &Context, why: &str) {
+    let message = format!("kept topic {}: {why}", cluster.topic());
+    event(ctx, cluster, EventType::Normal, "TopicRetained", message).await;
 }
 
 /// How long the ChatCluster has been waiting to be deleted.

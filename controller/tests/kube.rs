@@ -262,6 +262,24 @@ async fn wait_event(env: &Env, type_: &str, reason: &str) {
     .await;
 }
 
+/// The gateway container's environment: name → (value, `secret/key` it
+/// comes from).
+fn gateway_env(pod: k8s_openapi::api::core::v1::PodSpec) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    pod.containers[0]
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let from = e
+                .value_from
+                .and_then(|f| f.secret_key_ref)
+                .map(|s| format!("{}/{}", s.name, s.key));
+            (e.name, (e.value, from))
+        })
+        .collect()
+}
+
 async fn deployment(env: &Env, name: &str) -> Option<Deployment> {
     Api::<Deployment>::namespaced(env.client.clone(), &env.namespace)
         .get_opt(name)
@@ -301,19 +319,16 @@ async fn a_chat_cluster_gets_its_topic_gateways_and_status_and_drift_is_put_back
         .map(|t| t.topology_key)
         .collect();
     assert_eq!(spread, ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]);
-    let container = &pod.containers[0];
-    let env_vars: BTreeMap<String, Option<String>> = container
-        .env
-        .clone()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.name, e.value))
-        .collect();
-    assert_eq!(env_vars["WHISPER_KAFKA_BROKERS"].as_deref(), Some(env.brokers.as_str()));
-    assert_eq!(env_vars["WHISPER_KAFKA_TOPIC"].as_deref(), Some(topic_name.as_str()));
-    assert_eq!(env_vars["WHISPER_MESSAGE_TTL"].as_deref(), Some("60000ms"));
-    assert_eq!(env_vars["WHISPER_REDIS_URL"].as_deref(), Some("redis://redis:6379"));
-    assert_eq!(env_vars["WHISPER_KAFKA_CREATE_TOPIC"].as_deref(), Some("false"));
+    let env_vars = gateway_env(pod);
+    for (name, value) in [
+        ("WHISPER_KAFKA_BROKERS", env.brokers.as_str()),
+        ("WHISPER_KAFKA_TOPIC", topic_name.as_str()),
+        ("WHISPER_MESSAGE_TTL", "60000ms"),
+        ("WHISPER_REDIS_URL", "redis://redis:6379"),
+        ("WHISPER_KAFKA_CREATE_TOPIC", "false"),
+    ] {
+        assert_eq!(env_vars[name].0.as_deref(), Some(value), "{name}");
+    }
     let owner = &d.metadata.owner_references.unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),
@@ -954,19 +969,7 @@ async fn gateway_auth_comes_from_a_secret_and_a_changed_secret_rolls_the_gateway
     })
     .await;
     let d = deployment(&env, "authed-gateway").await.unwrap();
-    let vars: BTreeMap<String, (Option<String>, Option<String>)> = d.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap()
-        .into_iter()
-        .map(|e| {
-            let from = e
-                .value_from
-                .and_then(|f| f.secret_key_ref)
-                .map(|s| format!("{}/{}", s.name, s.key));
-            (e.name, (e.value, from))
-        })
-        .collect();
+    let vars = gateway_env(d.spec.unwrap().template.spec.unwrap());
     assert_eq!(vars["WHISPER_JWT_SECRET"], (None, Some("chat-jwt/secret".into())));
     for (name, value) in [
         ("WHISPER_JWT_ISSUER", "https://id.example.com"),
@@ -1201,17 +1204,12 @@ async fn the_controller_logs_in_to_a_sasl_ssl_kafka_with_credentials_from_secret
     assert!(topic.error().is_none(), "{:?}", topic.error());
     assert_eq!(topic.partitions().len(), 3);
     let d = eventually("the gateways start", || deployment(&env, "secured-gateway")).await;
-    let vars: BTreeMap<String, Option<String>> = d.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.name, e.value))
-        .collect();
-    assert_eq!(vars["WHISPER_KAFKA_SECURITY_PROTOCOL"].as_deref(), Some("SASL_SSL"));
-    assert_eq!(vars["WHISPER_KAFKA_SASL_MECHANISM"].as_deref(), Some("SCRAM-SHA-512"));
+    let vars = gateway_env(d.spec.unwrap().template.spec.unwrap());
+    assert_eq!(vars["WHISPER_KAFKA_SECURITY_PROTOCOL"].0.as_deref(), Some("SASL_SSL"));
+    assert_eq!(vars["WHISPER_KAFKA_SASL_MECHANISM"].0.as_deref(), Some("SCRAM-SHA-512"));
     assert_eq!(
-        vars["WHISPER_KAFKA_SASL_PASSWORD"], None,
+        vars["WHISPER_KAFKA_SASL_PASSWORD"],
+        (None, Some("kafka-user/password".into())),
         "the password comes from the Secret, not the spec"
     );
 }
